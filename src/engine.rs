@@ -1,0 +1,220 @@
+//! The one entry point: (envelope, raw bytes) -> one outcome per mailbox, through scope, parse,
+//! facts, decide and apply. The milter, the `process` command, the tests and the benchmarks all
+//! call `Engine::process`.
+
+use std::sync::{Arc, RwLock};
+
+use crate::error::Result;
+use crate::model::{
+    Action, Envelope, Inbound, LookupKeys, Mailbox, Outcome, Plan, SenderReport, Verdict,
+};
+use crate::pipeline::{self, Snapshot};
+use crate::store::{self, AnyConnection, Finish, Store, apply};
+
+/// How a message is processed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Decide and write as usual, then roll everything back.
+    pub dry_run: bool,
+}
+
+/// A message made ready for the database: parsed, scoped, keyed. Pure work, done outside any
+/// transaction so that several prepared messages can share one commit.
+#[derive(Debug)]
+pub struct Prepared<'a> {
+    pub envelope: &'a Envelope,
+    pub raw: &'a [u8],
+    pub inbound: Inbound,
+    pub keys: LookupKeys,
+    /// (recipient as given, its mailbox), one per distinct mailbox.
+    pub targets: Vec<(String, Mailbox)>,
+    pub snapshot: Arc<Snapshot>,
+}
+
+/// The conversion engine: a store and the current compiled configuration.
+pub struct Engine {
+    store: Store,
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+impl Engine {
+    /// Load the SQL configuration and compile it.
+    pub fn new(store: Store) -> Result<Engine> {
+        let snapshot = Arc::new(load_snapshot(&store)?);
+        Ok(Engine {
+            store,
+            snapshot: RwLock::new(snapshot),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The configuration in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reload the SQL configuration; messages in flight keep the snapshot they started with.
+    pub fn reload(&self) -> Result<Arc<Snapshot>> {
+        let fresh = Arc::new(load_snapshot(&self.store)?);
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// The recipients that name active mailboxes, one per mailbox (first recipient wins).
+    pub fn scope(snapshot: &Snapshot, recipients: &[String]) -> Vec<(String, Mailbox)> {
+        let mut out: Vec<(String, Mailbox)> = Vec::new();
+        for rcpt in recipients {
+            if let Some(mb) = snapshot.mailbox_for(rcpt) {
+                if !out.iter().any(|(_, m)| m.id == mb.id) {
+                    out.push((rcpt.clone(), mb.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Parse and key a message (no database access).
+    pub fn prepare<'a>(&self, envelope: &'a Envelope, raw: &'a [u8]) -> Prepared<'a> {
+        let snapshot = self.snapshot();
+        let targets = Engine::scope(&snapshot, &envelope.recipients);
+        let inbound = if targets.is_empty() {
+            Inbound::default()
+        } else {
+            pipeline::parse(raw)
+        };
+        let keys = pipeline::keys(&inbound, envelope, &snapshot);
+        Prepared {
+            envelope,
+            raw,
+            inbound,
+            keys,
+            targets,
+            snapshot,
+        }
+    }
+
+    /// Process one message: one outcome per mailbox recipient, or a single `not_ours` outcome
+    /// when no recipient is a mailbox. Everything is written in one transaction.
+    pub fn process(&self, envelope: &Envelope, raw: &[u8], opts: Options) -> Result<Vec<Outcome>> {
+        let prepared = self.prepare(envelope, raw);
+        if prepared.targets.is_empty() {
+            return Ok(vec![not_ours(envelope)]);
+        }
+        let finish = if opts.dry_run { Finish::Rollback } else { Finish::Commit };
+        let mut conn = self.store.conn()?;
+        store::transaction(&mut conn, finish, |c| write_prepared(c, &prepared))
+    }
+}
+
+fn load_snapshot(store: &Store) -> Result<Snapshot> {
+    let rows = store.read(store::conf::load)?;
+    Ok(Snapshot::build(rows))
+}
+
+/// The outcome for a message none of whose recipients is a mailbox.
+pub fn not_ours(envelope: &Envelope) -> Outcome {
+    Outcome {
+        outcome: Verdict::NotOurs,
+        mailbox: String::new(),
+        rcpt: envelope.recipients.join(", "),
+        object: None,
+        title: None,
+        description: None,
+        sender: None,
+        attachments: Vec::new(),
+        tags: Vec::new(),
+        reason: Some("no recipient is an active mailbox".into()),
+    }
+}
+
+/// The database half of processing, inside the caller's transaction: per mailbox, in a savepoint,
+/// look up facts, decide, apply. A unique-key conflict (the same message committed meanwhile by
+/// another connection or host) rolls back the savepoint and decides again, which then sees the
+/// earlier record and answers `duplicate`.
+pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared<'_>) -> Result<Vec<Outcome>> {
+    let settings = &p.snapshot.settings;
+    let local = settings.time_zone.local(p.envelope.received_at);
+    let day = local.format("%Y%m%d").to_string();
+    let now = p.envelope.received_at.naive_utc();
+    let raw = settings.keep_raw_messages.then_some(p.raw);
+    let mut outcomes = Vec::with_capacity(p.targets.len());
+    for (rcpt, mailbox) in &p.targets {
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            let result = store::savepoint(conn, |c| {
+                let facts = apply::facts(c, &p.keys, mailbox.id)?;
+                let plan = pipeline::decide(&p.inbound, p.envelope, rcpt, mailbox, &p.keys, &facts, &p.snapshot);
+                let ctx = apply::Context {
+                    queue_id: p.envelope.queue_id.as_deref(),
+                    envelope_from: &p.envelope.sender,
+                    day: &day,
+                    now,
+                    raw,
+                };
+                let applied = apply::apply(c, &plan, &ctx)?;
+                Ok(report(&plan, applied, &p.inbound))
+            });
+            match result {
+                Ok(o) => break o,
+                Err(e) if e.is_unique_violation() && attempt < 3 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// The outcome a plan and its write amount to.
+fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound) -> Outcome {
+    let a = &plan.attribution;
+    let sender = Some(SenderReport {
+        address: a.address.clone(),
+        kind: a.kind,
+        company: a.company.as_ref().map(|c| c.name.clone()),
+    });
+    let mut o = Outcome {
+        outcome: Verdict::Rejected,
+        mailbox: plan.mailbox.clone(),
+        rcpt: plan.rcpt.clone(),
+        object: applied.object,
+        title: None,
+        description: None,
+        sender,
+        attachments: applied.attachments,
+        tags: Vec::new(),
+        reason: plan.reason.clone(),
+    };
+    match &plan.action {
+        Action::CreateTicket(t) => {
+            o.outcome = Verdict::Created;
+            o.title = Some(t.title.clone());
+            o.description = Some(t.description.clone());
+            o.tags = t.tags.iter().map(|(t, _)| t.label.clone()).collect();
+        }
+        Action::AddTicketNote(n) => {
+            o.outcome = Verdict::NoteAdded;
+            o.title = Some(n.title.clone());
+            o.description = Some(n.body.clone());
+        }
+        Action::Duplicate(prior) => {
+            // Nothing was decided about the sender this time; the first processing did that.
+            o.outcome = Verdict::Duplicate;
+            o.object = prior.object.clone();
+            o.sender = None;
+        }
+        Action::Ignore => {
+            o.outcome = Verdict::Ignored;
+            o.title = Some(inbound.subject.clone());
+        }
+        Action::Reject => {
+            o.outcome = Verdict::Rejected;
+            o.title = Some(inbound.subject.clone());
+        }
+    }
+    o
+}

@@ -1,0 +1,464 @@
+//! Plain data shared by the pipeline, the store and the edges: envelopes, parsed mail, directory
+//! facts, plans and outcomes. No I/O happens here.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// What the MTA told us about one message, independent of its content.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// `MAIL FROM` without angle brackets; empty for the null sender `<>`.
+    pub sender: String,
+    /// Every `RCPT TO`, without angle brackets, in the order given.
+    pub recipients: Vec<String>,
+    /// MTA queue id (`{i}`), when known.
+    pub queue_id: Option<String>,
+    /// Address of the SMTP client, when known.
+    pub client_addr: Option<std::net::IpAddr>,
+    /// SASL login of the SMTP session (`{auth_authen}`), when authenticated.
+    pub auth_user: Option<String>,
+    /// When the message was received; drives ticket numbers and default titles.
+    pub received_at: DateTime<Utc>,
+}
+
+impl Envelope {
+    /// An envelope with the given recipients, an empty sender and the current time.
+    pub fn new<I, S>(recipients: I) -> Envelope
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Envelope {
+            sender: String::new(),
+            recipients: recipients.into_iter().map(Into::into).collect(),
+            queue_id: None,
+            client_addr: None,
+            auth_user: None,
+            received_at: Utc::now(),
+        }
+    }
+}
+
+/// One mail address with its display name, as written in a header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Address {
+    pub name: Option<String>,
+    pub email: String,
+}
+
+impl Address {
+    /// The domain part in lower case, if the address has one.
+    pub fn domain(&self) -> Option<String> {
+        domain_of(&self.email)
+    }
+}
+
+/// The domain part of an address in lower case (`None` without an `@` or with an empty domain).
+pub fn domain_of(email: &str) -> Option<String> {
+    let (_, d) = email.rsplit_once('@')?;
+    let d = d.trim().trim_end_matches('.');
+    (!d.is_empty()).then(|| d.to_ascii_lowercase())
+}
+
+/// A file carried by a message.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+    /// `Content-Disposition: inline` (e.g. an image shown in the HTML body).
+    pub inline: bool,
+    /// `Content-ID` without angle brackets, for `cid:` references.
+    pub content_id: Option<String>,
+}
+
+/// A message as the pipeline understands it: decoded, normalised, owned.
+#[derive(Debug, Clone, Default)]
+pub struct Inbound {
+    /// Decoded subject with folding whitespace collapsed (not yet trimmed of prefixes).
+    pub subject: String,
+    pub from: Option<Address>,
+    pub reply_to: Option<Address>,
+    pub sender: Option<Address>,
+    pub resent_from: Option<Address>,
+    pub to: Vec<Address>,
+    pub cc: Vec<Address>,
+    /// Normalised Message-ID (no angle brackets), when present and sane.
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// Text of the message: text/plain when there is one, otherwise the HTML rendered as text.
+    pub text: String,
+    /// The HTML body, when the message had one.
+    pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// Selected header fields (lower-case name, decoded value) for later rules and checks.
+    pub headers: Vec<(String, String)>,
+    /// Hex SHA-256 over the parts of the message that a resend keeps (see `pipeline::parse`).
+    pub content_hash: String,
+    /// What could not be parsed cleanly, in words.
+    pub problems: Vec<String>,
+}
+
+impl Inbound {
+    /// The first value of a header (name compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The address the message is attributed to: From, else Sender, else Reply-To.
+    pub fn author(&self) -> Option<&Address> {
+        self.from
+            .as_ref()
+            .or(self.sender.as_ref())
+            .or(self.reply_to.as_ref())
+    }
+
+    /// The key that makes processing idempotent: the Message-ID, or a content hash without one.
+    pub fn dedup_key(&self) -> String {
+        match &self.message_id {
+            Some(id) => format!("mid:{id}"),
+            None => format!("sha256:{}", self.content_hash),
+        }
+    }
+}
+
+/// Who may see a note.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    Internal,
+    All,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Internal => "internal",
+            Visibility::All => "all",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Visibility> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "internal" => Some(Visibility::Internal),
+            "all" => Some(Visibility::All),
+            _ => None,
+        }
+    }
+}
+
+/// What a mailbox does with mail from senders nobody knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownSender {
+    /// Make the ticket for the mailbox's fallback company.
+    Fallback,
+    /// Refuse the message with a reason.
+    Reject,
+}
+
+impl UnknownSender {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnknownSender::Fallback => "fallback",
+            UnknownSender::Reject => "reject",
+        }
+    }
+    pub fn parse(s: &str) -> Option<UnknownSender> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fallback" => Some(UnknownSender::Fallback),
+            "reject" => Some(UnknownSender::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// A company by id and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyRef {
+    pub id: i64,
+    pub name: String,
+}
+
+/// An active contact of an active company.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactRef {
+    pub id: i64,
+    pub name: String,
+    pub company: CompanyRef,
+}
+
+/// An active resource (staff member).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRef {
+    pub id: i64,
+    pub name: String,
+}
+
+/// A tag by id and label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagRef {
+    pub id: i64,
+    pub label: String,
+}
+
+/// An existing ticket, as far as a decision needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRef {
+    pub id: i64,
+    pub number: String,
+    pub title: String,
+    pub company: Option<CompanyRef>,
+    pub mailbox_id: Option<i64>,
+    /// The ticket's status is a "complete" one.
+    pub complete: bool,
+}
+
+/// A mailbox with its defaults resolved (NULL columns replaced by the default rows).
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    pub id: i64,
+    pub address: String,
+    pub name: String,
+    pub queue_id: i64,
+    pub priority_id: i64,
+    pub status_id: i64,
+    pub source_id: i64,
+    pub issue_type_id: Option<i64>,
+    pub sub_issue_type_id: Option<i64>,
+    pub note_visibility: Visibility,
+    pub fallback_company: Option<CompanyRef>,
+    pub unknown_sender: UnknownSender,
+    pub required_tags: Vec<TagRef>,
+}
+
+/// A message already processed for a mailbox (found by its dedup key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prior {
+    pub outcome: String,
+    pub object: Option<ObjectRef>,
+    pub reason: Option<String>,
+    pub received_at: chrono::NaiveDateTime,
+}
+
+/// What the store knows that a decision about one message for one mailbox needs.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The same message was already processed for this mailbox.
+    pub prior: Option<Prior>,
+    /// Active resource with the sender's address.
+    pub resource: Option<ResourceRef>,
+    /// Active contact (of an active company) with the sender's address.
+    pub contact: Option<ContactRef>,
+    /// Active companies whose web domain is the sender's domain (not looked up for public domains).
+    pub domain_companies: Vec<CompanyRef>,
+    /// Each ticket number found in the subject, with the ticket when it exists.
+    pub numbered: Vec<(String, Option<TicketRef>)>,
+    /// The first In-Reply-To / References Message-ID that belongs to a ticket, with that ticket.
+    pub referenced: Option<(String, TicketRef)>,
+}
+
+/// What a lookup needs from a message (derived by `pipeline::keys`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupKeys {
+    pub dedup_key: String,
+    /// Sender address as written.
+    pub sender: Option<String>,
+    /// Sender domain in lower case.
+    pub sender_domain: Option<String>,
+    /// The sender domain when it may name a company (not a public freemail domain).
+    pub company_domain: Option<String>,
+    /// Ticket numbers found in the subject, in order, upper-cased.
+    pub ticket_numbers: Vec<String>,
+    /// In-Reply-To first, then References from the newest to the oldest.
+    pub referenced_ids: Vec<String>,
+}
+
+/// How the sender was attributed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderKind {
+    Resource,
+    Contact,
+    CompanyDomain,
+    Fallback,
+    Unknown,
+}
+
+/// The attribution of a message's sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    pub address: Option<String>,
+    pub kind: SenderKind,
+    pub company: Option<CompanyRef>,
+    pub contact: Option<ContactRef>,
+    pub resource: Option<ResourceRef>,
+}
+
+/// A file to store with an object.
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// A ticket to create. Its number is assigned by the store inside the transaction.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub title: String,
+    pub description: String,
+    pub description_html: Option<String>,
+    pub status_id: i64,
+    pub priority_id: i64,
+    pub queue_id: i64,
+    pub source_id: i64,
+    pub issue_type_id: Option<i64>,
+    pub sub_issue_type_id: Option<i64>,
+    pub company_id: Option<i64>,
+    pub contact_id: Option<i64>,
+    pub mailbox_id: i64,
+    /// Tags with their origin (`mailbox` or `auto`), in ranking order.
+    pub tags: Vec<(TagRef, &'static str)>,
+    pub attachments: Vec<NewAttachment>,
+}
+
+/// A note to add to an existing ticket.
+#[derive(Debug, Clone)]
+pub struct NewTicketNote {
+    pub ticket: TicketRef,
+    pub title: String,
+    pub body: String,
+    pub body_html: Option<String>,
+    pub author_contact_id: Option<i64>,
+    pub author_resource_id: Option<i64>,
+    pub author_address: String,
+    pub visibility: Visibility,
+    pub mailbox_id: i64,
+    pub attachments: Vec<NewAttachment>,
+}
+
+/// What to do with one message for one mailbox: the pure decision, before any write.
+#[derive(Debug, Clone)]
+pub enum Action {
+    CreateTicket(NewTicket),
+    AddTicketNote(NewTicketNote),
+    /// Accept without converting (e.g. `Sensitivity: Private`).
+    Ignore,
+    /// Refuse the message (the reason goes to the SMTP client).
+    Reject,
+    /// Already processed: nothing to write.
+    Duplicate(Prior),
+}
+
+/// The decision for one message and one mailbox.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub action: Action,
+    pub mailbox_id: i64,
+    pub mailbox: String,
+    /// The recipient address that named the mailbox.
+    pub rcpt: String,
+    pub attribution: Attribution,
+    /// Why, in words (for ignore / reject, and for noteworthy choices such as an unknown number).
+    pub reason: Option<String>,
+    /// Message-ID and threading data the store keeps for later replies.
+    pub message_id: Option<String>,
+    pub dedup_key: String,
+}
+
+/// The kind of object a message became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Ticket,
+    TicketNote,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Ticket => "ticket",
+            ObjectKind::TicketNote => "ticket_note",
+        }
+    }
+    pub fn parse(s: &str) -> Option<ObjectKind> {
+        match s {
+            "ticket" => Some(ObjectKind::Ticket),
+            "ticket_note" => Some(ObjectKind::TicketNote),
+            _ => None,
+        }
+    }
+}
+
+/// A reference to a stored object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectRef {
+    pub kind: ObjectKind,
+    pub id: i64,
+    /// The object's own number (tickets), if it has one.
+    pub number: Option<String>,
+    /// The number of the ticket the object belongs to.
+    pub ticket_number: Option<String>,
+}
+
+/// The result for one mailbox recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Created,
+    NoteAdded,
+    Duplicate,
+    Ignored,
+    Rejected,
+    NotOurs,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Created => "created",
+            Verdict::NoteAdded => "note_added",
+            Verdict::Duplicate => "duplicate",
+            Verdict::Ignored => "ignored",
+            Verdict::Rejected => "rejected",
+            Verdict::NotOurs => "not_ours",
+        }
+    }
+}
+
+/// The sender as reported in an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SenderReport {
+    pub address: Option<String>,
+    pub kind: SenderKind,
+    pub company: Option<String>,
+}
+
+/// An attachment as reported in an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttachmentReport {
+    pub filename: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// What happened to one message for one mailbox (or for the recipients that are no mailbox).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub outcome: Verdict,
+    /// The mailbox address (or, for `not_ours`, the recipients).
+    pub mailbox: String,
+    /// The recipient address that named the mailbox.
+    pub rcpt: String,
+    pub object: Option<ObjectRef>,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub sender: Option<SenderReport>,
+    pub attachments: Vec<AttachmentReport>,
+    pub tags: Vec<String>,
+    pub reason: Option<String>,
+}

@@ -1,0 +1,281 @@
+//! Loading the SQL configuration (mailboxes with resolved defaults, tags, public domains,
+//! settings) and the reference data that admin commands name (queues, statuses …).
+
+use diesel::prelude::*;
+
+use super::AnyConnection;
+use super::schema::*;
+use crate::error::{Error, Result};
+use crate::model::{CompanyRef, Mailbox, TagRef, UnknownSender, Visibility};
+use crate::pipeline::ConfRows;
+use crate::pipeline::tags::TagDef;
+
+/// Ids used when a mailbox leaves a default open.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub queue_id: i64,
+    pub priority_id: i64,
+    pub status_id: i64,
+    pub source_id: i64,
+}
+
+fn pick_default(rows: Vec<(i64, bool)>, what: &str) -> Result<i64> {
+    rows.iter()
+        .find(|(_, d)| *d)
+        .or(rows.first())
+        .map(|(id, _)| *id)
+        .ok_or_else(|| Error::Config(format!("there is no active {what}; add one")))
+}
+
+/// The default queue, priority, status and source (the row flagged `is_default`, else the first).
+pub fn defaults(conn: &mut AnyConnection) -> Result<Defaults> {
+    let q = queues::table
+        .filter(queues::active.eq(true))
+        .order(queues::id)
+        .select((queues::id, queues::is_default))
+        .load(conn)?;
+    let p = priorities::table
+        .filter(priorities::active.eq(true))
+        .order(priorities::id)
+        .select((priorities::id, priorities::is_default))
+        .load(conn)?;
+    let s = statuses::table
+        .filter(statuses::active.eq(true))
+        .filter(statuses::is_complete.eq(false))
+        .order(statuses::id)
+        .select((statuses::id, statuses::is_default))
+        .load(conn)?;
+    let src = sources::table
+        .filter(sources::active.eq(true))
+        .order(sources::id)
+        .select((sources::id, sources::is_default))
+        .load(conn)?;
+    Ok(Defaults {
+        queue_id: pick_default(q, "queue")?,
+        priority_id: pick_default(p, "priority")?,
+        status_id: pick_default(s, "open (not complete) status")?,
+        source_id: pick_default(src, "ticket source")?,
+    })
+}
+
+type MailboxRow = (
+    i64,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    String,
+    Option<i64>,
+    String,
+);
+
+/// Everything the snapshot is compiled from. Only active mailboxes and tags are loaded.
+pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
+    let mut rows = ConfRows::default();
+    let defaults = defaults(conn)?;
+
+    let tag_rows: Vec<(i64, String, bool)> = tags::table
+        .order(tags::id)
+        .select((tags::id, tags::label, tags::active))
+        .load(conn)?;
+    let alias_rows: Vec<(i64, String)> = tag_aliases::table
+        .order(tag_aliases::id)
+        .select((tag_aliases::tag_id, tag_aliases::alias))
+        .load(conn)?;
+    rows.tags = tag_rows
+        .into_iter()
+        .map(|(id, label, active)| TagDef {
+            aliases: alias_rows
+                .iter()
+                .filter(|(t, _)| *t == id)
+                .map(|(_, a)| a.clone())
+                .collect(),
+            tag: TagRef { id, label },
+            active,
+        })
+        .collect();
+
+    let mb_rows: Vec<MailboxRow> = mailboxes::table
+        .filter(mailboxes::active.eq(true))
+        .order(mailboxes::id)
+        .select((
+            mailboxes::id,
+            mailboxes::address,
+            mailboxes::name,
+            mailboxes::queue_id,
+            mailboxes::priority_id,
+            mailboxes::status_id,
+            mailboxes::source_id,
+            mailboxes::issue_type_id,
+            mailboxes::sub_issue_type_id,
+            mailboxes::note_visibility,
+            mailboxes::fallback_company_id,
+            mailboxes::unknown_sender,
+        ))
+        .load(conn)?;
+    let required: Vec<(i64, i64, String, bool)> = mailbox_tags::table
+        .inner_join(tags::table)
+        .select((mailbox_tags::mailbox_id, tags::id, tags::label, tags::active))
+        .order((mailbox_tags::mailbox_id, tags::id))
+        .load(conn)?;
+    let companies: Vec<(i64, String, bool)> = companies::table
+        .select((companies::id, companies::name, companies::active))
+        .load(conn)?;
+
+    for (id, address, name, q, p, s, src, it, sit, vis, fallback, unknown) in mb_rows {
+        let note_visibility = Visibility::parse(&vis).unwrap_or_else(|| {
+            rows.problems.push(format!(
+                "mailbox {address}: note_visibility {vis:?} is not internal or all; using internal"
+            ));
+            Visibility::Internal
+        });
+        let unknown_sender = UnknownSender::parse(&unknown).unwrap_or_else(|| {
+            rows.problems.push(format!(
+                "mailbox {address}: unknown_sender {unknown:?} is not fallback or reject; using reject"
+            ));
+            UnknownSender::Reject
+        });
+        let fallback_company = fallback.and_then(|cid| {
+            match companies.iter().find(|(i, _, _)| *i == cid) {
+                Some((i, n, true)) => Some(CompanyRef { id: *i, name: n.clone() }),
+                Some((_, n, false)) => {
+                    rows.problems.push(format!(
+                        "mailbox {address}: fallback company {n:?} is inactive and is not used"
+                    ));
+                    None
+                }
+                None => None,
+            }
+        });
+        if fallback_company.is_none() && unknown_sender == UnknownSender::Fallback {
+            rows.problems.push(format!(
+                "mailbox {address}: unknown senders get tickets without a company (no fallback company is set)"
+            ));
+        }
+        let required_tags = required
+            .iter()
+            .filter(|(m, _, _, active)| *m == id && *active)
+            .map(|(_, tid, label, _)| TagRef {
+                id: *tid,
+                label: label.clone(),
+            })
+            .collect();
+        rows.mailboxes.push(Mailbox {
+            id,
+            address,
+            name,
+            queue_id: q.unwrap_or(defaults.queue_id),
+            priority_id: p.unwrap_or(defaults.priority_id),
+            status_id: s.unwrap_or(defaults.status_id),
+            source_id: src.unwrap_or(defaults.source_id),
+            issue_type_id: it,
+            sub_issue_type_id: sit,
+            note_visibility,
+            fallback_company,
+            unknown_sender,
+            required_tags,
+        });
+    }
+
+    rows.public_domains = public_domains::table
+        .select(public_domains::domain)
+        .load(conn)?;
+    rows.settings = settings::table
+        .order(settings::key)
+        .select((settings::key, settings::value))
+        .load(conn)?;
+    Ok(rows)
+}
+
+/// Set a setting (insert or replace).
+pub fn set_setting(conn: &mut AnyConnection, key: &str, value: &str) -> Result<()> {
+    let updated = diesel::update(settings::table.filter(settings::key.eq(key)))
+        .set(settings::value.eq(value))
+        .execute(conn)?;
+    if updated == 0 {
+        diesel::insert_into(settings::table)
+            .values((settings::key.eq(key), settings::value.eq(value)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Reference tables an admin can name: queues, priorities, statuses, sources, issue types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefTable {
+    Queue,
+    Priority,
+    Status,
+    Source,
+    IssueType,
+}
+
+impl RefTable {
+    pub fn noun(self) -> &'static str {
+        match self {
+            RefTable::Queue => "queue",
+            RefTable::Priority => "priority",
+            RefTable::Status => "status",
+            RefTable::Source => "source",
+            RefTable::IssueType => "issue type",
+        }
+    }
+}
+
+/// Active rows of a reference table as (id, name).
+pub fn ref_names(conn: &mut AnyConnection, table: RefTable) -> Result<Vec<(i64, String)>> {
+    Ok(match table {
+        RefTable::Queue => queues::table
+            .filter(queues::active.eq(true))
+            .order(queues::id)
+            .select((queues::id, queues::name))
+            .load(conn)?,
+        RefTable::Priority => priorities::table
+            .filter(priorities::active.eq(true))
+            .order(priorities::id)
+            .select((priorities::id, priorities::name))
+            .load(conn)?,
+        RefTable::Status => statuses::table
+            .filter(statuses::active.eq(true))
+            .order(statuses::id)
+            .select((statuses::id, statuses::name))
+            .load(conn)?,
+        RefTable::Source => sources::table
+            .filter(sources::active.eq(true))
+            .order(sources::id)
+            .select((sources::id, sources::name))
+            .load(conn)?,
+        RefTable::IssueType => issue_types::table
+            .filter(issue_types::active.eq(true))
+            .order(issue_types::id)
+            .select((issue_types::id, issue_types::name))
+            .load(conn)?,
+    })
+}
+
+/// Find an active reference row by name (case-insensitive); the error lists the valid names.
+pub fn ref_by_name(conn: &mut AnyConnection, table: RefTable, name: &str) -> Result<i64> {
+    let rows = ref_names(conn, table)?;
+    rows.iter()
+        .find(|(_, n)| n.eq_ignore_ascii_case(name.trim()))
+        .map(|(id, _)| *id)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "no active {} named {name:?} (valid: {})",
+                table.noun(),
+                rows.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })
+}
+
+/// Name of a reference row by id.
+pub fn ref_name(conn: &mut AnyConnection, table: RefTable, id: i64) -> Result<Option<String>> {
+    Ok(ref_names(conn, table)?
+        .into_iter()
+        .find(|(i, _)| *i == id)
+        .map(|(_, n)| n))
+}

@@ -1,0 +1,166 @@
+//! Database URLs, the connection type over both backends, and the pool manager that chooses the
+//! backend from the URL scheme and prepares every new connection.
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, ConnectionError, PgConnection, SqliteConnection};
+use std::time::Duration;
+
+/// One connection to either backend; all store code is written against this type.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Which backend a URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    /// A file path (`sqlite:PATH`, `sqlite://PATH` or a plain path).
+    Sqlite(String),
+    /// A libpq URL (`postgres://…` or `postgresql://…`).
+    Postgres(String),
+}
+
+impl DbUrl {
+    pub fn parse(url: &str) -> Result<DbUrl, String> {
+        let url = url.trim();
+        if url.is_empty() {
+            return Err("the database URL is empty".into());
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DbUrl::Postgres(url.to_string()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            if path.is_empty() {
+                return Err(format!("database URL {url:?} names no file"));
+            }
+            return Ok(DbUrl::Sqlite(path.to_string()));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(format!(
+                "database URL scheme {scheme:?} is not supported (use sqlite:PATH, a plain path, or postgres://…)"
+            ));
+        }
+        Ok(DbUrl::Sqlite(url.to_string()))
+    }
+
+    /// The URL with any password replaced, for messages.
+    pub fn redacted(&self) -> String {
+        match self {
+            DbUrl::Sqlite(p) => format!("sqlite:{p}"),
+            DbUrl::Postgres(u) => redact_password(u),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, DbUrl::Sqlite(_))
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    // postgres://user:secret@host/db -> postgres://user:***@host/db
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+/// Per-connection settings.
+#[derive(Debug, Clone)]
+pub struct ConnOptions {
+    /// How long SQLite waits for a lock before giving up.
+    pub busy_timeout: Duration,
+}
+
+impl Default for ConnOptions {
+    fn default() -> Self {
+        ConnOptions {
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Open one connection and prepare it (SQLite: busy timeout, foreign keys, WAL, full sync).
+pub fn establish(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection, ConnectionError> {
+    match url {
+        DbUrl::Postgres(u) => {
+            let mut c = PgConnection::establish(u)?;
+            c.batch_execute("SET client_min_messages = WARNING")
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(AnyConnection::Postgres(c))
+        }
+        DbUrl::Sqlite(path) => {
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() && !parent.exists() {
+                    return Err(ConnectionError::BadConnection(format!(
+                        "directory {} does not exist",
+                        parent.display()
+                    )));
+                }
+            }
+            let mut c = SqliteConnection::establish(path)?;
+            let ms = opts.busy_timeout.as_millis().min(i32::MAX as u128);
+            c.batch_execute(&format!(
+                "PRAGMA busy_timeout = {ms}; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
+            ))
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            // WAL lets readers work while one writer commits; it persists in the file.
+            c.batch_execute("PRAGMA journal_mode = WAL;")
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(AnyConnection::Sqlite(c))
+        }
+    }
+}
+
+/// r2d2 manager that knows which backend to open.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    pub url: DbUrl,
+    pub opts: ConnOptions,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = AnyConnection;
+    type Error = ConnectionError;
+
+    fn connect(&self) -> Result<AnyConnection, ConnectionError> {
+        establish(&self.url, &self.opts)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectionError> {
+        conn.batch_execute("SELECT 1")
+            .map_err(ConnectionError::CouldntSetupConfiguration)
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        use diesel::connection::TransactionManager;
+        <AnyConnection as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_the_backend() {
+        assert_eq!(DbUrl::parse("sqlite:/tmp/x.db"), Ok(DbUrl::Sqlite("/tmp/x.db".into())));
+        assert_eq!(DbUrl::parse("sqlite:///tmp/x.db"), Ok(DbUrl::Sqlite("/tmp/x.db".into())));
+        assert_eq!(DbUrl::parse("/var/lib/t.db"), Ok(DbUrl::Sqlite("/var/lib/t.db".into())));
+        assert!(matches!(DbUrl::parse("postgres://u@h/db"), Ok(DbUrl::Postgres(_))));
+        assert!(matches!(DbUrl::parse("postgresql://u@h/db"), Ok(DbUrl::Postgres(_))));
+        assert!(DbUrl::parse("mysql://x").unwrap_err().contains("not supported"));
+        assert!(DbUrl::parse("").is_err());
+        assert!(DbUrl::parse("sqlite:").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let u = DbUrl::parse("postgres://tm:s3cret@db.example:5432/tm").unwrap();
+        assert_eq!(u.redacted(), "postgres://tm:***@db.example:5432/tm");
+    }
+}

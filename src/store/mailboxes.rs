@@ -1,0 +1,212 @@
+//! Mailbox rows (the SQL configuration): add, change, disable and list them by address.
+
+use chrono::Utc;
+use diesel::prelude::*;
+
+use super::conf::{RefTable, ref_by_name};
+use super::schema::*;
+use super::sqlfn::lower;
+use super::{AnyConnection, directory, tags as tag_store};
+use crate::error::{Error, Result};
+use crate::model::{UnknownSender, Visibility};
+
+/// Changes to a mailbox; `None` leaves a field as it is (or at its default when adding).
+#[derive(Debug, Clone, Default)]
+pub struct MailboxSpec {
+    pub name: Option<String>,
+    pub active: Option<bool>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub status: Option<String>,
+    pub source: Option<String>,
+    pub issue_type: Option<String>,
+    pub note_visibility: Option<String>,
+    pub fallback_company: Option<String>,
+    pub unknown_sender: Option<String>,
+    /// Required tags (replace the list when given).
+    pub tags: Option<Vec<String>>,
+}
+
+fn mailbox_id(conn: &mut AnyConnection, address: &str) -> Result<Option<i64>> {
+    Ok(mailboxes::table
+        .filter(lower(mailboxes::address).eq(lower(address.trim())))
+        .select(mailboxes::id)
+        .first(conn)
+        .optional()?)
+}
+
+fn check_address(address: &str) -> Result<String> {
+    let a = address.trim().trim_start_matches('<').trim_end_matches('>');
+    match a.split_once('@') {
+        Some((l, d)) if !l.is_empty() && !d.is_empty() && !a.contains(char::is_whitespace) => {
+            if l.contains('+') {
+                return Err(Error::Usage(format!(
+                    "{a}: a mailbox address has no +detail (mail to {l}+anything@{d} reaches the mailbox anyway)"
+                )));
+            }
+            Ok(a.to_string())
+        }
+        _ => Err(Error::Usage(format!("{address:?} is not a mail address"))),
+    }
+}
+
+/// Add a mailbox; fails when the address exists.
+pub fn add(conn: &mut AnyConnection, address: &str, spec: &MailboxSpec) -> Result<i64> {
+    let address = check_address(address)?;
+    if mailbox_id(conn, &address)?.is_some() {
+        return Err(Error::Usage(format!(
+            "mailbox {address} already exists (change it with `ticketmilter mailbox set`)"
+        )));
+    }
+    let id: i64 = diesel::insert_into(mailboxes::table)
+        .values((
+            mailboxes::address.eq(&address),
+            mailboxes::name.eq(spec.name.as_deref().unwrap_or("")),
+            mailboxes::active.eq(spec.active.unwrap_or(true)),
+            mailboxes::note_visibility.eq("all"),
+            mailboxes::unknown_sender.eq("fallback"),
+            mailboxes::created_at.eq(Utc::now().naive_utc()),
+        ))
+        .returning(mailboxes::id)
+        .get_result(conn)?;
+    update(conn, id, spec)?;
+    Ok(id)
+}
+
+/// Change a mailbox; fails when there is none with that address.
+pub fn set(conn: &mut AnyConnection, address: &str, spec: &MailboxSpec) -> Result<()> {
+    let id = mailbox_id(conn, address)?
+        .ok_or_else(|| Error::Usage(format!("no mailbox {address} (add it with `ticketmilter mailbox add`)")))?;
+    update(conn, id, spec)
+}
+
+fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
+    let target = mailboxes::table.filter(mailboxes::id.eq(id));
+    if let Some(name) = &spec.name {
+        diesel::update(target).set(mailboxes::name.eq(name.trim())).execute(conn)?;
+    }
+    if let Some(active) = spec.active {
+        diesel::update(target).set(mailboxes::active.eq(active)).execute(conn)?;
+    }
+    for (value, table) in [
+        (&spec.queue, RefTable::Queue),
+        (&spec.priority, RefTable::Priority),
+        (&spec.status, RefTable::Status),
+        (&spec.source, RefTable::Source),
+        (&spec.issue_type, RefTable::IssueType),
+    ] {
+        let Some(value) = value else { continue };
+        let rid = if value.trim().is_empty() || value.eq_ignore_ascii_case("default") {
+            None
+        } else {
+            Some(ref_by_name(conn, table, value)?)
+        };
+        let q = diesel::update(target);
+        match table {
+            RefTable::Queue => q.set(mailboxes::queue_id.eq(rid)).execute(conn)?,
+            RefTable::Priority => q.set(mailboxes::priority_id.eq(rid)).execute(conn)?,
+            RefTable::Status => q.set(mailboxes::status_id.eq(rid)).execute(conn)?,
+            RefTable::Source => q.set(mailboxes::source_id.eq(rid)).execute(conn)?,
+            RefTable::IssueType => q.set(mailboxes::issue_type_id.eq(rid)).execute(conn)?,
+        };
+    }
+    if let Some(v) = &spec.note_visibility {
+        let v = Visibility::parse(v)
+            .ok_or_else(|| Error::Usage(format!("note visibility {v:?}: expected internal or all")))?;
+        diesel::update(target).set(mailboxes::note_visibility.eq(v.as_str())).execute(conn)?;
+    }
+    if let Some(v) = &spec.unknown_sender {
+        let v = UnknownSender::parse(v)
+            .ok_or_else(|| Error::Usage(format!("unknown-sender policy {v:?}: expected fallback or reject")))?;
+        diesel::update(target).set(mailboxes::unknown_sender.eq(v.as_str())).execute(conn)?;
+    }
+    if let Some(company) = &spec.fallback_company {
+        let cid = if company.trim().is_empty() {
+            None
+        } else {
+            Some(directory::require_company(conn, company)?.id)
+        };
+        diesel::update(target).set(mailboxes::fallback_company_id.eq(cid)).execute(conn)?;
+    }
+    if let Some(labels) = &spec.tags {
+        diesel::delete(mailbox_tags::table.filter(mailbox_tags::mailbox_id.eq(id))).execute(conn)?;
+        let mut ids: Vec<i64> = Vec::new();
+        for label in labels {
+            let tag = tag_store::tag_by_label(conn, label)?.ok_or_else(|| {
+                Error::Usage(format!("no tag {label:?} (add it with `ticketmilter tag add`)"))
+            })?;
+            if !ids.contains(&tag.id) {
+                ids.push(tag.id);
+                diesel::insert_into(mailbox_tags::table)
+                    .values((mailbox_tags::mailbox_id.eq(id), mailbox_tags::tag_id.eq(tag.id)))
+                    .execute(conn)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mailbox for listing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MailboxView {
+    pub id: i64,
+    pub address: String,
+    pub name: String,
+    pub active: bool,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub status: Option<String>,
+    pub source: Option<String>,
+    pub note_visibility: String,
+    pub fallback_company: Option<String>,
+    pub unknown_sender: String,
+    pub tags: Vec<String>,
+}
+
+/// All mailboxes, active or not, by address.
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<MailboxView>> {
+    type Row = (i64, String, String, bool, Option<String>, Option<String>, Option<String>, Option<String>, String, Option<String>, String);
+    let rows: Vec<Row> = mailboxes::table
+        .left_join(queues::table)
+        .left_join(priorities::table)
+        .left_join(statuses::table)
+        .left_join(sources::table)
+        .left_join(companies::table)
+        .order(mailboxes::address)
+        .select((
+            mailboxes::id,
+            mailboxes::address,
+            mailboxes::name,
+            mailboxes::active,
+            queues::name.nullable(),
+            priorities::name.nullable(),
+            statuses::name.nullable(),
+            sources::name.nullable(),
+            mailboxes::note_visibility,
+            companies::name.nullable(),
+            mailboxes::unknown_sender,
+        ))
+        .load(conn)?;
+    let tag_rows: Vec<(i64, String)> = mailbox_tags::table
+        .inner_join(tags::table)
+        .order(tags::label)
+        .select((mailbox_tags::mailbox_id, tags::label))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, address, name, active, queue, priority, status, source, note_visibility, fallback_company, unknown_sender)| MailboxView {
+            tags: tag_rows.iter().filter(|(m, _)| *m == id).map(|(_, l)| l.clone()).collect(),
+            id,
+            address,
+            name,
+            active,
+            queue,
+            priority,
+            status,
+            source,
+            note_visibility,
+            fallback_company,
+            unknown_sender,
+        })
+        .collect())
+}

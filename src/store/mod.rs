@@ -1,0 +1,257 @@
+//! The only module that speaks SQL: the connection pool, migrations, transactions, the lookups
+//! that feed the pipeline and `apply(Plan)`. Every query here runs unchanged on both backends.
+
+pub mod apply;
+pub mod attachments;
+pub mod conf;
+pub mod conn;
+pub mod directory;
+pub mod mailboxes;
+pub mod processed;
+pub mod schema;
+pub mod tags;
+pub mod tickets;
+
+use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::time::Duration;
+
+pub use conn::{AnyConnection, ConnOptions, DbUrl};
+
+use crate::error::{Error, Result};
+
+/// Migrations for SQLite, embedded in the binary.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("sql/sqlite");
+
+/// Pool and connection settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most connections open at once.
+    pub pool_size: u32,
+    /// How long to wait for a free connection (or to open one) before failing.
+    pub connect_timeout: Duration,
+    /// Per-connection settings.
+    pub conn: ConnOptions,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(10),
+            conn: ConnOptions::default(),
+        }
+    }
+}
+
+/// A handle on the database: cheap to clone, shared by every thread.
+#[derive(Clone)]
+pub struct Store {
+    pool: r2d2::Pool<conn::Manager>,
+    url: DbUrl,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url.redacted()).finish()
+    }
+}
+
+impl Store {
+    /// Open the database named by `url`. Fails with the driver's reason when it cannot connect.
+    pub fn open(url: &str, opts: StoreOptions) -> Result<Store> {
+        let url = DbUrl::parse(url).map_err(Error::Config)?;
+        // One direct attempt first, so the error names the cause (not just a pool timeout).
+        let first = conn::establish(&url, &opts.conn).map_err(|e| {
+            Error::Database(format!("cannot open {}: {}", url.redacted(), e.to_string().trim()))
+        })?;
+        drop(first);
+        let manager = conn::Manager {
+            url: url.clone(),
+            opts: opts.conn.clone(),
+        };
+        let pool = r2d2::Pool::builder()
+            .max_size(opts.pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(opts.connect_timeout)
+            .test_on_check_out(false)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(manager);
+        Ok(Store { pool, url })
+    }
+
+    pub fn url(&self) -> &DbUrl {
+        &self.url
+    }
+
+    /// A pooled connection.
+    pub fn conn(&self) -> Result<r2d2::PooledConnection<conn::Manager>> {
+        self.pool.get().map_err(|e| {
+            Error::Database(format!("cannot get a connection to {}: {e}", self.url.redacted()))
+        })
+    }
+
+    /// Apply pending migrations; returns the versions applied.
+    pub fn migrate(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        let migrations = match self.url {
+            DbUrl::Sqlite(_) => SQLITE_MIGRATIONS,
+            DbUrl::Postgres(_) => {
+                return Err(Error::Config(
+                    "PostgreSQL is not supported by this version; use an sqlite: database".into(),
+                ));
+            }
+        };
+        let applied = conn
+            .run_pending_migrations(migrations)
+            .map_err(|e| Error::Database(format!("migration failed: {e}")))?;
+        Ok(applied.iter().map(|v| v.to_string()).collect())
+    }
+
+    /// Migrations not yet applied.
+    pub fn pending_migrations(&self) -> Result<Vec<String>> {
+        let mut conn = self.conn()?;
+        let pending = conn
+            .pending_migrations(SQLITE_MIGRATIONS)
+            .map_err(|e| Error::Database(format!("cannot read migration state: {e}")))?;
+        Ok(pending.iter().map(|m| m.name().to_string()).collect())
+    }
+
+    /// Run `f` in one write transaction and commit.
+    pub fn write<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        transaction(&mut conn, Finish::Commit, f)
+    }
+
+    /// Run `f` in one write transaction and roll it back (dry runs).
+    pub fn write_rollback<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        transaction(&mut conn, Finish::Rollback, f)
+    }
+
+    /// Run `f` with a connection, outside an explicit transaction (reads).
+    pub fn read<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        f(&mut conn)
+    }
+}
+
+/// Run a script of SQL statements (admin-supplied configuration) inside the current transaction.
+pub fn execute_script(conn: &mut AnyConnection, sql: &str) -> Result<()> {
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute(sql)?;
+    Ok(())
+}
+
+/// How a transaction ends when its body succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Commit,
+    Rollback,
+}
+
+/// Run `f` in a transaction. SQLite transactions take the write lock up front (`BEGIN
+/// IMMEDIATE`), so a read-then-write never fails on a lock upgrade. A panic in `f` rolls back
+/// and becomes an internal error.
+pub fn transaction<T>(
+    conn: &mut AnyConnection,
+    finish: Finish,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+) -> Result<T> {
+    type Tm = <AnyConnection as Connection>::TransactionManager;
+    match conn {
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        AnyConnection::Postgres(_) => Tm::begin_transaction(conn)?,
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+    match result {
+        Ok(Ok(v)) if finish == Finish::Commit => {
+            if let Err(e) = Tm::commit_transaction(conn) {
+                let _ = Tm::rollback_transaction(conn);
+                return Err(e.into());
+            }
+            Ok(v)
+        }
+        Ok(Ok(v)) => {
+            Tm::rollback_transaction(conn)?;
+            Ok(v)
+        }
+        Ok(Err(e)) => {
+            let _ = Tm::rollback_transaction(conn);
+            Err(e)
+        }
+        Err(panic) => {
+            let _ = Tm::rollback_transaction(conn);
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Internal(format!("processing panicked: {what}")))
+        }
+    }
+}
+
+/// Run `f` inside a savepoint of the current transaction: on error only its work is undone.
+pub fn savepoint<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> std::result::Result<T, StoreFail>,
+) -> std::result::Result<T, StoreFail> {
+    conn.transaction(f)
+}
+
+/// An error inside a savepoint, keeping diesel's kind so callers can react to conflicts.
+#[derive(Debug)]
+pub enum StoreFail {
+    Diesel(DieselError),
+    Other(Error),
+}
+
+impl From<DieselError> for StoreFail {
+    fn from(e: DieselError) -> Self {
+        StoreFail::Diesel(e)
+    }
+}
+
+impl From<Error> for StoreFail {
+    fn from(e: Error) -> Self {
+        StoreFail::Other(e)
+    }
+}
+
+impl From<StoreFail> for Error {
+    fn from(e: StoreFail) -> Self {
+        match e {
+            StoreFail::Diesel(d) => d.into(),
+            StoreFail::Other(e) => e,
+        }
+    }
+}
+
+impl StoreFail {
+    /// A unique key was already taken (another message or host got there first).
+    pub fn is_unique_violation(&self) -> bool {
+        is_unique_violation(match self {
+            StoreFail::Diesel(d) => d,
+            StoreFail::Other(_) => return false,
+        })
+    }
+}
+
+pub fn is_unique_violation(e: &DieselError) -> bool {
+    matches!(e, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+}
+
+/// `lower(text)` in SQL; both backends have it.
+pub mod sqlfn {
+    diesel::define_sql_function! {
+        /// Lower-case a text value.
+        fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+    }
+    diesel::define_sql_function! {
+        /// Lower-case a nullable text value.
+        #[sql_name = "lower"]
+        fn lower_nullable(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+    }
+}

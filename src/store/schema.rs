@@ -1,0 +1,298 @@
+//! Diesel table definitions, mirroring the migrations in `sql/` (the same on both backends).
+
+diesel::table! {
+    companies (id) {
+        id -> BigInt,
+        name -> Text,
+        web_domain -> Nullable<Text>,
+        active -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    contacts (id) {
+        id -> BigInt,
+        company_id -> BigInt,
+        name -> Text,
+        email1 -> Nullable<Text>,
+        email2 -> Nullable<Text>,
+        email3 -> Nullable<Text>,
+        active -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    resources (id) {
+        id -> BigInt,
+        name -> Text,
+        email -> Text,
+        active -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    public_domains (domain) {
+        domain -> Text,
+    }
+}
+
+diesel::table! {
+    queues (id) {
+        id -> BigInt,
+        name -> Text,
+        is_default -> Bool,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    statuses (id) {
+        id -> BigInt,
+        name -> Text,
+        is_complete -> Bool,
+        is_default -> Bool,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    priorities (id) {
+        id -> BigInt,
+        name -> Text,
+        sort_order -> Integer,
+        is_default -> Bool,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    sources (id) {
+        id -> BigInt,
+        name -> Text,
+        is_default -> Bool,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    issue_types (id) {
+        id -> BigInt,
+        name -> Text,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    sub_issue_types (id) {
+        id -> BigInt,
+        issue_type_id -> BigInt,
+        name -> Text,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    tags (id) {
+        id -> BigInt,
+        label -> Text,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    tag_aliases (id) {
+        id -> BigInt,
+        tag_id -> BigInt,
+        alias -> Text,
+    }
+}
+
+diesel::table! {
+    mailboxes (id) {
+        id -> BigInt,
+        address -> Text,
+        name -> Text,
+        active -> Bool,
+        queue_id -> Nullable<BigInt>,
+        priority_id -> Nullable<BigInt>,
+        status_id -> Nullable<BigInt>,
+        source_id -> Nullable<BigInt>,
+        issue_type_id -> Nullable<BigInt>,
+        sub_issue_type_id -> Nullable<BigInt>,
+        note_visibility -> Text,
+        fallback_company_id -> Nullable<BigInt>,
+        unknown_sender -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    mailbox_tags (mailbox_id, tag_id) {
+        mailbox_id -> BigInt,
+        tag_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    number_sequences (kind, day) {
+        kind -> Text,
+        day -> Text,
+        last_value -> BigInt,
+    }
+}
+
+diesel::table! {
+    tickets (id) {
+        id -> BigInt,
+        number -> Text,
+        title -> Text,
+        description -> Text,
+        description_html -> Nullable<Text>,
+        status_id -> BigInt,
+        priority_id -> BigInt,
+        queue_id -> BigInt,
+        source_id -> BigInt,
+        issue_type_id -> Nullable<BigInt>,
+        sub_issue_type_id -> Nullable<BigInt>,
+        company_id -> Nullable<BigInt>,
+        contact_id -> Nullable<BigInt>,
+        mailbox_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ticket_notes (id) {
+        id -> BigInt,
+        ticket_id -> BigInt,
+        title -> Text,
+        body -> Text,
+        body_html -> Nullable<Text>,
+        author_contact_id -> Nullable<BigInt>,
+        author_resource_id -> Nullable<BigInt>,
+        author_address -> Text,
+        visibility -> Text,
+        mailbox_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ticket_contacts (ticket_id, contact_id) {
+        ticket_id -> BigInt,
+        contact_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    ticket_tags (ticket_id, tag_id) {
+        ticket_id -> BigInt,
+        tag_id -> BigInt,
+        origin -> Text,
+    }
+}
+
+diesel::table! {
+    message_refs (id) {
+        id -> BigInt,
+        message_id -> Text,
+        ticket_id -> BigInt,
+        mailbox_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    blobs (sha256) {
+        sha256 -> Text,
+        size -> BigInt,
+        data -> Binary,
+    }
+}
+
+diesel::table! {
+    attachments (id) {
+        id -> BigInt,
+        owner_kind -> Text,
+        owner_id -> BigInt,
+        filename -> Text,
+        content_type -> Text,
+        size -> BigInt,
+        sha256 -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    processed_messages (id) {
+        id -> BigInt,
+        mailbox_id -> BigInt,
+        dedup_key -> Text,
+        message_id -> Nullable<Text>,
+        queue_id -> Nullable<Text>,
+        envelope_from -> Text,
+        envelope_rcpt -> Text,
+        outcome -> Text,
+        object_kind -> Nullable<Text>,
+        object_id -> Nullable<BigInt>,
+        ticket_id -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        received_at -> Timestamp,
+        raw -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        mailbox_id -> Nullable<BigInt>,
+        ticket_id -> Nullable<BigInt>,
+        recipients -> Text,
+        subject -> Text,
+        body_text -> Text,
+        body_html -> Nullable<Text>,
+        headers -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_try_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(contacts -> companies (company_id));
+diesel::joinable!(tag_aliases -> tags (tag_id));
+diesel::joinable!(mailbox_tags -> tags (tag_id));
+diesel::joinable!(ticket_tags -> tags (tag_id));
+diesel::joinable!(ticket_notes -> tickets (ticket_id));
+diesel::joinable!(message_refs -> tickets (ticket_id));
+diesel::joinable!(processed_messages -> tickets (ticket_id));
+diesel::joinable!(tickets -> statuses (status_id));
+diesel::joinable!(tickets -> priorities (priority_id));
+diesel::joinable!(tickets -> queues (queue_id));
+diesel::joinable!(tickets -> sources (source_id));
+diesel::joinable!(tickets -> companies (company_id));
+diesel::joinable!(tickets -> mailboxes (mailbox_id));
+diesel::joinable!(mailboxes -> queues (queue_id));
+diesel::joinable!(mailboxes -> priorities (priority_id));
+diesel::joinable!(mailboxes -> statuses (status_id));
+diesel::joinable!(mailboxes -> sources (source_id));
+diesel::joinable!(mailboxes -> companies (fallback_company_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    companies, contacts, resources, public_domains, queues, statuses, priorities, sources,
+    issue_types, sub_issue_types, tags, tag_aliases, mailboxes, mailbox_tags, settings,
+    number_sequences, tickets, ticket_notes, ticket_contacts, ticket_tags, message_refs, blobs,
+    attachments, processed_messages, outbox,
+);

@@ -1,0 +1,385 @@
+//! Tickets, their notes, tags and Message-ID references; per-day gap-free numbering.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::*;
+use super::{AnyConnection, StoreFail, savepoint};
+use crate::error::Result;
+use crate::model::{CompanyRef, NewTicket, NewTicketNote, TicketRef};
+use crate::pipeline::numbers;
+
+type TicketRow = (i64, String, String, Option<i64>, Option<String>, Option<i64>, bool);
+
+fn ticket_ref((id, number, title, cid, cname, mailbox_id, complete): TicketRow) -> TicketRef {
+    TicketRef {
+        id,
+        number,
+        title,
+        company: match (cid, cname) {
+            (Some(id), Some(name)) => Some(CompanyRef { id, name }),
+            _ => None,
+        },
+        mailbox_id,
+        complete,
+    }
+}
+
+macro_rules! ticket_ref_query {
+    () => {
+        tickets::table
+            .inner_join(statuses::table)
+            .left_join(companies::table)
+            .select((
+                tickets::id,
+                tickets::number,
+                tickets::title,
+                tickets::company_id,
+                companies::name.nullable(),
+                tickets::mailbox_id,
+                statuses::is_complete,
+            ))
+    };
+}
+
+/// Tickets by number, in the order of `numbers` (missing ones are `None`).
+pub fn by_numbers(conn: &mut AnyConnection, numbers: &[String]) -> Result<Vec<(String, Option<TicketRef>)>> {
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<TicketRow> = ticket_ref_query!()
+        .filter(tickets::number.eq_any(numbers))
+        .load(conn)?;
+    let found: Vec<TicketRef> = rows.into_iter().map(ticket_ref).collect();
+    Ok(numbers
+        .iter()
+        .map(|n| (n.clone(), found.iter().find(|t| &t.number == n).cloned()))
+        .collect())
+}
+
+/// A ticket by id.
+pub fn by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketRef>> {
+    let row: Option<TicketRow> = ticket_ref_query!()
+        .filter(tickets::id.eq(id))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(ticket_ref))
+}
+
+/// The first referenced Message-ID (in the order given) that belongs to a ticket. A reference
+/// stored for this mailbox wins over one stored for another mailbox.
+pub fn by_message_refs(
+    conn: &mut AnyConnection,
+    ids: &[String],
+    mailbox_id: i64,
+) -> Result<Option<(String, TicketRef)>> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let refs: Vec<(String, i64, Option<i64>)> = message_refs::table
+        .filter(message_refs::message_id.eq_any(ids))
+        .order(message_refs::id)
+        .select((message_refs::message_id, message_refs::ticket_id, message_refs::mailbox_id))
+        .load(conn)?;
+    for id in ids {
+        let mut candidates: Vec<&(String, i64, Option<i64>)> = refs.iter().filter(|r| &r.0 == id).collect();
+        candidates.sort_by_key(|r| r.2 != Some(mailbox_id));
+        if let Some((_, ticket_id, _)) = candidates.first() {
+            if let Some(t) = by_id(conn, *ticket_id)? {
+                return Ok(Some((id.clone(), t)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The next number of a per-day sequence. Runs inside the caller's transaction, so a rollback
+/// gives the number back (gap-free) and concurrent writers serialise on the sequence row.
+pub fn next_in_sequence(conn: &mut AnyConnection, kind: &str, day: &str) -> Result<i64, StoreFail> {
+    for _ in 0..3 {
+        let next: Option<i64> = diesel::update(
+            number_sequences::table
+                .filter(number_sequences::kind.eq(kind))
+                .filter(number_sequences::day.eq(day)),
+        )
+        .set(number_sequences::last_value.eq(number_sequences::last_value + 1))
+        .returning(number_sequences::last_value)
+        .get_result(conn)
+        .optional()?;
+        if let Some(n) = next {
+            return Ok(n);
+        }
+        let created = savepoint(conn, |c| {
+            diesel::insert_into(number_sequences::table)
+                .values((
+                    number_sequences::kind.eq(kind),
+                    number_sequences::day.eq(day),
+                    number_sequences::last_value.eq(1_i64),
+                ))
+                .execute(c)
+                .map_err(StoreFail::from)
+        });
+        match created {
+            Ok(_) => return Ok(1),
+            // Another transaction created today's row first: take the next value from it.
+            Err(e) if e.is_unique_violation() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreFail::Other(crate::error::Error::Database(format!(
+        "could not take a number from sequence {kind}/{day}"
+    ))))
+}
+
+/// Insert a ticket with the next free number of `day`; returns (id, number).
+pub fn create(
+    conn: &mut AnyConnection,
+    t: &NewTicket,
+    day: &str,
+    now: NaiveDateTime,
+) -> Result<(i64, String), StoreFail> {
+    // A number taken by hand (a row inserted outside the sequence) is skipped, not fatal.
+    for _ in 0..100 {
+        let seq = next_in_sequence(conn, "T", day)?;
+        let number = numbers::format_ticket_number(day, seq);
+        let inserted = savepoint(conn, |c| {
+            diesel::insert_into(tickets::table)
+                .values((
+                    tickets::number.eq(&number),
+                    tickets::title.eq(&t.title),
+                    tickets::description.eq(&t.description),
+                    tickets::description_html.eq(&t.description_html),
+                    tickets::status_id.eq(t.status_id),
+                    tickets::priority_id.eq(t.priority_id),
+                    tickets::queue_id.eq(t.queue_id),
+                    tickets::source_id.eq(t.source_id),
+                    tickets::issue_type_id.eq(t.issue_type_id),
+                    tickets::sub_issue_type_id.eq(t.sub_issue_type_id),
+                    tickets::company_id.eq(t.company_id),
+                    tickets::contact_id.eq(t.contact_id),
+                    tickets::mailbox_id.eq(Some(t.mailbox_id)),
+                    tickets::created_at.eq(now),
+                    tickets::updated_at.eq(now),
+                ))
+                .returning(tickets::id)
+                .get_result::<i64>(c)
+                .map_err(StoreFail::from)
+        });
+        match inserted {
+            Ok(id) => {
+                for (tag, origin) in &t.tags {
+                    diesel::insert_into(ticket_tags::table)
+                        .values((
+                            ticket_tags::ticket_id.eq(id),
+                            ticket_tags::tag_id.eq(tag.id),
+                            ticket_tags::origin.eq(*origin),
+                        ))
+                        .execute(conn)?;
+                }
+                return Ok((id, number));
+            }
+            Err(e) if e.is_unique_violation() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreFail::Other(crate::error::Error::Database(format!(
+        "no free ticket number for {day} after 100 tries"
+    ))))
+}
+
+/// Add a note to a ticket and touch the ticket's update time; returns the note id.
+pub fn add_note(conn: &mut AnyConnection, n: &NewTicketNote, now: NaiveDateTime) -> Result<i64, StoreFail> {
+    let id: i64 = diesel::insert_into(ticket_notes::table)
+        .values((
+            ticket_notes::ticket_id.eq(n.ticket.id),
+            ticket_notes::title.eq(&n.title),
+            ticket_notes::body.eq(&n.body),
+            ticket_notes::body_html.eq(&n.body_html),
+            ticket_notes::author_contact_id.eq(n.author_contact_id),
+            ticket_notes::author_resource_id.eq(n.author_resource_id),
+            ticket_notes::author_address.eq(&n.author_address),
+            ticket_notes::visibility.eq(n.visibility.as_str()),
+            ticket_notes::mailbox_id.eq(Some(n.mailbox_id)),
+            ticket_notes::created_at.eq(now),
+        ))
+        .returning(ticket_notes::id)
+        .get_result(conn)?;
+    diesel::update(tickets::table.filter(tickets::id.eq(n.ticket.id)))
+        .set(tickets::updated_at.eq(now))
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// Remember that a Message-ID belongs to a ticket (for replies that thread by References).
+pub fn add_message_ref(
+    conn: &mut AnyConnection,
+    message_id: &str,
+    ticket_id: i64,
+    mailbox_id: Option<i64>,
+) -> Result<(), StoreFail> {
+    diesel::insert_into(message_refs::table)
+        .values((
+            message_refs::message_id.eq(message_id),
+            message_refs::ticket_id.eq(ticket_id),
+            message_refs::mailbox_id.eq(mailbox_id),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A ticket as shown by `ticketmilter ticket show`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TicketView {
+    pub id: i64,
+    pub number: String,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub priority: String,
+    pub queue: String,
+    pub source: String,
+    pub company: Option<String>,
+    pub contact: Option<String>,
+    pub mailbox: Option<String>,
+    pub created_at: String,
+    pub tags: Vec<String>,
+    pub attachments: Vec<crate::model::AttachmentReport>,
+    pub notes: Vec<NoteView>,
+}
+
+/// A note as shown by `ticketmilter ticket show`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NoteView {
+    pub id: i64,
+    pub title: String,
+    pub body: String,
+    pub author: String,
+    pub visibility: String,
+    pub created_at: String,
+    pub attachments: Vec<crate::model::AttachmentReport>,
+}
+
+fn attachment_reports(conn: &mut AnyConnection, kind: &str, id: i64) -> Result<Vec<crate::model::AttachmentReport>> {
+    let rows: Vec<(String, String, i64)> = attachments::table
+        .filter(attachments::owner_kind.eq(kind))
+        .filter(attachments::owner_id.eq(id))
+        .order(attachments::id)
+        .select((attachments::filename, attachments::content_type, attachments::size))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(filename, content_type, size)| crate::model::AttachmentReport {
+            filename,
+            content_type,
+            size: size as u64,
+        })
+        .collect())
+}
+
+/// Everything about one ticket, by number.
+pub fn view(conn: &mut AnyConnection, number: &str) -> Result<Option<TicketView>> {
+    type Row = (i64, String, String, String, String, String, String, String, Option<i64>, Option<i64>, Option<String>, NaiveDateTime);
+    let row: Option<Row> = tickets::table
+        .inner_join(statuses::table)
+        .inner_join(priorities::table)
+        .inner_join(queues::table)
+        .inner_join(sources::table)
+        .left_join(mailboxes::table)
+        .filter(tickets::number.eq(number.trim().to_ascii_uppercase()))
+        .select((
+            tickets::id,
+            tickets::number,
+            tickets::title,
+            tickets::description,
+            statuses::name,
+            priorities::name,
+            queues::name,
+            sources::name,
+            tickets::company_id,
+            tickets::contact_id,
+            mailboxes::address.nullable(),
+            tickets::created_at,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((id, number, title, description, status, priority, queue, source, company_id, contact_id, mailbox, created)) = row else {
+        return Ok(None);
+    };
+    let company = match company_id {
+        Some(cid) => companies::table.find(cid).select(companies::name).first(conn).optional()?,
+        None => None,
+    };
+    let contact: Option<(String, Option<String>)> = match contact_id {
+        Some(cid) => contacts::table.find(cid).select((contacts::name, contacts::email1)).first(conn).optional()?,
+        None => None,
+    };
+    let tags: Vec<String> = ticket_tags::table
+        .inner_join(tags::table)
+        .filter(ticket_tags::ticket_id.eq(id))
+        .order(tags::label)
+        .select(tags::label)
+        .load(conn)?;
+    let attachments = attachment_reports(conn, "ticket", id)?;
+    let note_rows: Vec<(i64, String, String, String, String, NaiveDateTime)> = ticket_notes::table
+        .filter(ticket_notes::ticket_id.eq(id))
+        .order(ticket_notes::id)
+        .select((
+            ticket_notes::id,
+            ticket_notes::title,
+            ticket_notes::body,
+            ticket_notes::author_address,
+            ticket_notes::visibility,
+            ticket_notes::created_at,
+        ))
+        .load(conn)?;
+    let mut notes = Vec::new();
+    for (nid, title, body, author, visibility, created) in note_rows {
+        notes.push(NoteView {
+            id: nid,
+            title,
+            body,
+            author,
+            visibility,
+            created_at: created.format("%Y-%m-%d %H:%M:%S").to_string(),
+            attachments: attachment_reports(conn, "ticket_note", nid)?,
+        });
+    }
+    Ok(Some(TicketView {
+        id,
+        number,
+        title,
+        description,
+        status,
+        priority,
+        queue,
+        source,
+        company,
+        contact: contact.map(|(n, e)| match e {
+            Some(e) if n.is_empty() => e,
+            Some(e) => format!("{n} <{e}>"),
+            None => n,
+        }),
+        mailbox,
+        created_at: created.format("%Y-%m-%d %H:%M:%S").to_string(),
+        tags,
+        attachments,
+        notes,
+    }))
+}
+
+/// Recent tickets for listing: number, title, status, company, created.
+pub fn list(conn: &mut AnyConnection, limit: i64) -> Result<Vec<(String, String, String, Option<String>, NaiveDateTime)>> {
+    Ok(tickets::table
+        .inner_join(statuses::table)
+        .left_join(companies::table)
+        .order(tickets::id.desc())
+        .limit(limit)
+        .select((
+            tickets::number,
+            tickets::title,
+            statuses::name,
+            companies::name.nullable(),
+            tickets::created_at,
+        ))
+        .load(conn)?)
+}
