@@ -238,3 +238,258 @@ fn ticket_tags(
     }
     tags
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Address, CompanyRef, ContactRef, Prior, ResourceRef, TagRef, Visibility};
+    use crate::pipeline::ConfRows;
+    use crate::pipeline::tags::TagDef;
+    use chrono::TimeZone;
+
+    fn company(id: i64, name: &str) -> CompanyRef {
+        CompanyRef { id, name: name.into() }
+    }
+
+    fn mailbox(unknown: UnknownSender, fallback: Option<CompanyRef>) -> Mailbox {
+        Mailbox {
+            id: 7,
+            address: "support@msp.example".into(),
+            name: "Support".into(),
+            queue_id: 1,
+            priority_id: 3,
+            status_id: 1,
+            source_id: 1,
+            issue_type_id: None,
+            sub_issue_type_id: None,
+            note_visibility: Visibility::All,
+            fallback_company: fallback,
+            unknown_sender: unknown,
+            required_tags: vec![TagRef { id: 50, label: "Mailbox Tag".into() }],
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        let tag = |id, label: &str, aliases: &[&str]| TagDef {
+            tag: TagRef { id, label: label.into() },
+            active: true,
+            aliases: aliases.iter().map(|s| s.to_string()).collect(),
+        };
+        Snapshot::build(ConfRows {
+            tags: vec![tag(1, "Printer", &["drucker"]), tag(2, "CTI", &[]), tag(50, "Mailbox Tag", &[])],
+            public_domains: vec!["gmail.com".into()],
+            settings: vec![("time_zone".into(), "UTC".into())],
+            ..ConfRows::default()
+        })
+    }
+
+    fn inbound(from: &str, subject: &str, body: &str) -> Inbound {
+        Inbound {
+            subject: subject.into(),
+            from: Some(Address { name: None, email: from.into() }),
+            text: body.into(),
+            message_id: Some("m1@x".into()),
+            content_hash: "00".into(),
+            ..Inbound::default()
+        }
+    }
+
+    fn env() -> Envelope {
+        let mut e = Envelope::new(["support@msp.example"]);
+        e.received_at = Utc.with_ymd_and_hms(2026, 11, 27, 8, 5, 0).unwrap();
+        e
+    }
+
+    fn ticket(id: i64, number: &str, company: Option<CompanyRef>) -> TicketRef {
+        TicketRef { id, number: number.into(), title: "old".into(), company, mailbox_id: Some(7), complete: false }
+    }
+
+    fn run(inb: &Inbound, mb: &Mailbox, facts: &Facts) -> Plan {
+        let snap = snapshot();
+        let e = env();
+        let k = keys(inb, &e, &snap);
+        decide(inb, &e, "support@msp.example", mb, &k, facts, &snap)
+    }
+
+    fn contact() -> ContactRef {
+        ContactRef { id: 3, name: "Alice".into(), company: company(1, "Example Corp") }
+    }
+
+    #[test]
+    fn resource_wins_over_contact_and_domain() {
+        let facts = Facts {
+            resource: Some(ResourceRef { id: 9, name: "Tina".into() }),
+            contact: Some(contact()),
+            domain_companies: vec![company(1, "Example Corp")],
+            ..Facts::default()
+        };
+        let p = run(&inbound("tina@msp.example", "x", ""), &mailbox(UnknownSender::Reject, None), &facts);
+        assert_eq!(p.attribution.kind, SenderKind::Resource);
+        assert!(matches!(p.action, Action::CreateTicket(_)));
+    }
+
+    #[test]
+    fn contact_wins_over_domain_and_sets_company() {
+        let facts = Facts {
+            contact: Some(contact()),
+            domain_companies: vec![company(2, "Other")],
+            ..Facts::default()
+        };
+        let p = run(&inbound("alice@example.com", "x", ""), &mailbox(UnknownSender::Reject, None), &facts);
+        assert_eq!(p.attribution.kind, SenderKind::Contact);
+        let Action::CreateTicket(t) = p.action else { panic!() };
+        assert_eq!((t.company_id, t.contact_id), (Some(1), Some(3)));
+    }
+
+    #[test]
+    fn number_in_subject_attaches_unknown_sender_before_domain_and_policy() {
+        let facts = Facts {
+            numbered: vec![("T20261120.0001".into(), Some(ticket(5, "T20261120.0001", Some(company(1, "Example Corp")))))],
+            domain_companies: vec![company(2, "Other")],
+            ..Facts::default()
+        };
+        let p = run(&inbound("stranger@other.example", "Re: T20261120.0001", "thanks"), &mailbox(UnknownSender::Reject, None), &facts);
+        assert_eq!(p.attribution.kind, SenderKind::Unknown);
+        assert_eq!(p.attribution.company, Some(company(1, "Example Corp")));
+        let Action::AddTicketNote(n) = p.action else { panic!("{:?}", p.action) };
+        assert_eq!((n.ticket.id, n.title.as_str(), n.body.as_str()), (5, "Re: T20261120.0001", "thanks"));
+        assert_eq!(n.visibility, Visibility::All);
+    }
+
+    #[test]
+    fn domain_of_exactly_one_company() {
+        let mb = mailbox(UnknownSender::Fallback, Some(company(9, "Fallback")));
+        let one = Facts { domain_companies: vec![company(2, "Acme")], ..Facts::default() };
+        let p = run(&inbound("new@acme.example", "x", ""), &mb, &one);
+        assert_eq!((p.attribution.kind, p.attribution.company.clone()), (SenderKind::CompanyDomain, Some(company(2, "Acme"))));
+        let two = Facts { domain_companies: vec![company(2, "A"), company(3, "B")], ..Facts::default() };
+        let p = run(&inbound("new@twins.example", "x", ""), &mb, &two);
+        assert_eq!((p.attribution.kind, p.attribution.company), (SenderKind::Fallback, Some(company(9, "Fallback"))));
+    }
+
+    #[test]
+    fn public_domains_never_name_a_company() {
+        let snap = snapshot();
+        let k = keys(&inbound("someone@GMAIL.com", "x", ""), &env(), &snap);
+        assert_eq!(k.sender_domain.as_deref(), Some("gmail.com"));
+        assert_eq!(k.company_domain, None);
+        // Even if a lookup had found one, the decision does not use it without a company domain.
+        let facts = Facts { domain_companies: vec![company(2, "Gmail Users")], ..Facts::default() };
+        let mb = mailbox(UnknownSender::Fallback, Some(company(9, "Fallback")));
+        let p = decide(&inbound("someone@gmail.com", "x", ""), &env(), "support@msp.example", &mb, &k, &facts, &snap);
+        assert_eq!(p.attribution.kind, SenderKind::Fallback);
+    }
+
+    #[test]
+    fn unknown_sender_policy_reject_gives_a_reason() {
+        let p = run(&inbound("x@nowhere.example", "x", ""), &mailbox(UnknownSender::Reject, Some(company(9, "F"))), &Facts::default());
+        assert!(matches!(p.action, Action::Reject));
+        let r = p.reason.unwrap();
+        assert!(r.contains("x@nowhere.example") && r.contains("support@msp.example"), "{r}");
+    }
+
+    #[test]
+    fn fallback_without_company_still_makes_a_ticket_and_says_so() {
+        let p = run(&inbound("x@nowhere.example", "x", ""), &mailbox(UnknownSender::Fallback, None), &Facts::default());
+        let Action::CreateTicket(t) = &p.action else { panic!() };
+        assert_eq!(t.company_id, None);
+        assert!(p.reason.unwrap().contains("no fallback company"));
+    }
+
+    #[test]
+    fn threading_by_references_when_no_number() {
+        let facts = Facts {
+            contact: Some(contact()),
+            referenced: Some(("orig@x".into(), ticket(4, "T20261120.0004", None))),
+            ..Facts::default()
+        };
+        let p = run(&inbound("alice@example.com", "Re: my printer", "more"), &mailbox(UnknownSender::Reject, None), &facts);
+        let Action::AddTicketNote(n) = p.action else { panic!() };
+        assert_eq!(n.ticket.number, "T20261120.0004");
+        assert_eq!(n.author_contact_id, Some(3));
+    }
+
+    #[test]
+    fn number_wins_over_references() {
+        let facts = Facts {
+            numbered: vec![("T20261120.0001".into(), Some(ticket(1, "T20261120.0001", None)))],
+            referenced: Some(("orig@x".into(), ticket(4, "T20261120.0004", None))),
+            ..Facts::default()
+        };
+        let p = run(&inbound("a@b.example", "Re: T20261120.0001", ""), &mailbox(UnknownSender::Fallback, None), &facts);
+        let Action::AddTicketNote(n) = p.action else { panic!() };
+        assert_eq!(n.ticket.id, 1);
+    }
+
+    #[test]
+    fn unknown_number_makes_a_new_ticket_with_a_reason() {
+        let facts = Facts {
+            contact: Some(contact()),
+            numbered: vec![("T20261120.0099".into(), None)],
+            ..Facts::default()
+        };
+        let p = run(&inbound("alice@example.com", "Re: T20261120.0099", ""), &mailbox(UnknownSender::Reject, None), &facts);
+        assert!(matches!(p.action, Action::CreateTicket(_)));
+        assert!(p.reason.unwrap().contains("T20261120.0099 in the subject matches no ticket"));
+    }
+
+    #[test]
+    fn duplicates_write_nothing_and_name_the_first() {
+        let prior = Prior { outcome: "created".into(), object: None, reason: None, received_at: env().received_at.naive_utc() };
+        let facts = Facts { prior: Some(prior), contact: Some(contact()), ..Facts::default() };
+        let p = run(&inbound("alice@example.com", "x", ""), &mailbox(UnknownSender::Reject, None), &facts);
+        assert!(matches!(p.action, Action::Duplicate(_)));
+        assert!(p.reason.unwrap().contains("already processed"));
+    }
+
+    #[test]
+    fn private_mail_is_ignored() {
+        let mut inb = inbound("alice@example.com", "salary", "secret");
+        inb.headers.push(("sensitivity".into(), " private ".into()));
+        let p = run(&inb, &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
+        assert!(matches!(p.action, Action::Ignore));
+        assert!(p.reason.unwrap().contains("Sensitivity: Private"));
+        let mut inb = inbound("alice@example.com", "x", "");
+        inb.headers.push(("sensitivity".into(), "Company-Confidential".into()));
+        let p = run(&inb, &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
+        assert!(matches!(p.action, Action::CreateTicket(_)));
+    }
+
+    #[test]
+    fn empty_subject_gets_a_dated_title() {
+        let p = run(&inbound("alice@example.com", "   ", ""), &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
+        let Action::CreateTicket(t) = p.action else { panic!() };
+        assert_eq!(t.title, "New Ticket - 2026-11-27 08:05");
+    }
+
+    #[test]
+    fn tags_required_first_then_found_whole_words() {
+        let p = run(
+            &inbound("alice@example.com", "Drucker kaputt", "Please take action: the printer is down"),
+            &mailbox(UnknownSender::Fallback, None),
+            &Facts { contact: Some(contact()), ..Facts::default() },
+        );
+        let Action::CreateTicket(t) = p.action else { panic!() };
+        let tags: Vec<(&str, &str)> = t.tags.iter().map(|(t, o)| (t.label.as_str(), *o)).collect();
+        assert_eq!(tags, vec![("Mailbox Tag", "mailbox"), ("Printer", "auto")]);
+    }
+
+    #[test]
+    fn sender_falls_back_to_the_envelope() {
+        let mut inb = inbound("x@y", "s", "");
+        inb.from = None;
+        let mut e = env();
+        e.sender = "bounce@list.example".into();
+        let k = keys(&inb, &e, &snapshot());
+        assert_eq!(k.sender.as_deref(), Some("bounce@list.example"));
+    }
+
+    #[test]
+    fn references_are_looked_up_newest_first_after_in_reply_to() {
+        let mut inb = inbound("a@b.example", "s", "");
+        inb.in_reply_to = vec!["c@x".into()];
+        inb.references = vec!["a@x".into(), "b@x".into(), "c@x".into()];
+        let k = keys(&inb, &env(), &snapshot());
+        assert_eq!(k.referenced_ids, vec!["c@x", "b@x", "a@x"]);
+    }
+}

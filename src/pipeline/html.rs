@@ -13,7 +13,8 @@ pub fn to_text(html: &str) -> String {
     if html.len() > MAX_RENDER_BYTES || nesting_depth(html) > MAX_NESTING {
         return strip_tags(html);
     }
-    let rendered = html2text::config::plain()
+    let rendered = html2text::config::plain_no_decorate()
+        .link_footnotes(true)
         .no_table_borders()
         .allow_width_overflow()
         .no_link_wrapping()
@@ -147,6 +148,6 @@ mod tests {
     #[test]
     fn strip_tags_drops_script_and_style() {
         let t = strip_tags("<style>p{}</style><p>a&amp;b</p><script>x()</script><div>c</div>");
-        assert_eq!(t, "a&b\nc");
+        assert_eq!(t, "a&b\n\nc");
     }
 }

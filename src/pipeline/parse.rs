@@ -346,7 +346,7 @@ fn default_name(part: &mail_parser::MessagePart<'_>, content_type: &str, n: usiz
 /// Keep the last path component, drop control characters, trim.
 pub fn sanitize_filename(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
-    let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+    let cleaned: String = base.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let cleaned = collapse_ws(&cleaned);
     truncate_chars(cleaned.trim_matches('.'), 255)
 }
