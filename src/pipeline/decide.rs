@@ -89,15 +89,6 @@ pub fn decide(
         return plan;
     }
 
-    if inbound
-        .header("sensitivity")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("private"))
-    {
-        plan.reason = Some("marked private (Sensitivity: Private); private mail is never converted".into());
-        plan.action = Action::Ignore;
-        return plan;
-    }
-
     // Which existing ticket the message belongs to: a number in the subject first, then threading.
     let mut remarks: Vec<String> = Vec::new();
     let by_number: Option<&TicketRef> = facts.numbered.iter().find_map(|(_, t)| t.as_ref());
@@ -114,6 +105,10 @@ pub fn decide(
             unknown_numbers.join(", ")
         ));
     }
+
+    let private = inbound
+        .header("sensitivity")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("private"));
 
     // Sender attribution, in Autotask's order.
     let a = &mut plan.attribution;
@@ -134,7 +129,7 @@ pub fn decide(
     } else if let Some(company) = domain_company(keys, facts) {
         a.kind = SenderKind::CompanyDomain;
         a.company = Some(company);
-    } else if mailbox.unknown_sender == UnknownSender::Reject {
+    } else if mailbox.unknown_sender == UnknownSender::Reject && !private {
         plan.reason = Some(format!(
             "sender {} is not a known contact or resource, and mailbox {} does not take mail from unknown senders",
             keys.sender.as_deref().unwrap_or("(no address)"),
@@ -151,6 +146,12 @@ pub fn decide(
             "sender is unknown and mailbox {} has no fallback company; the ticket has no company",
             mailbox.address
         ));
+    }
+
+    if private {
+        plan.reason = Some("marked private (Sensitivity: Private); private mail is never converted".into());
+        plan.action = Action::Ignore;
+        return plan;
     }
 
     let attachments: Vec<NewAttachment> = inbound
@@ -448,7 +449,13 @@ mod tests {
         inb.headers.push(("sensitivity".into(), " private ".into()));
         let p = run(&inb, &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
         assert!(matches!(p.action, Action::Ignore));
+        assert_eq!(p.attribution.kind, SenderKind::Contact, "the outcome still says who sent it");
         assert!(p.reason.unwrap().contains("Sensitivity: Private"));
+        // Private mail from an unknown sender to a rejecting mailbox is accepted, not bounced.
+        let mut inb = inbound("x@nowhere.example", "salary", "secret");
+        inb.headers.push(("sensitivity".into(), "Private".into()));
+        let p = run(&inb, &mailbox(UnknownSender::Reject, None), &Facts::default());
+        assert!(matches!(p.action, Action::Ignore));
         let mut inb = inbound("alice@example.com", "x", "");
         inb.headers.push(("sensitivity".into(), "Company-Confidential".into()));
         let p = run(&inb, &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });

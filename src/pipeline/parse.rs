@@ -1,7 +1,11 @@
 //! Raw message bytes -> `Inbound`: decoding with mail-parser, HTML rendered as text, attachments,
 //! threading ids and the content hash. Never fails: what cannot be read is noted in `problems`.
 
-use mail_parser::{Address as MpAddress, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::decoders::quoted_printable::quoted_printable_decode;
+use mail_parser::{
+    Address as MpAddress, Encoding, HeaderName, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+};
 use sha2::{Digest, Sha256};
 
 use super::html;
@@ -28,7 +32,13 @@ pub fn parse(raw: &[u8]) -> Inbound {
         return inbound;
     };
 
-    inbound.subject = msg.subject().map(collapse_ws).unwrap_or_default();
+    let fallback_charset = declared_charset(&msg);
+    inbound.subject = match raw_header_bytes(&msg, HeaderName::Subject) {
+        // Raw 8-bit bytes that are not UTF-8: decode them in the message's charset instead of
+        // letting them turn into replacement characters.
+        Some(bytes) if std::str::from_utf8(bytes).is_err() => collapse_ws(&decode_8bit(bytes, fallback_charset.as_deref())),
+        _ => msg.subject().map(collapse_ws).unwrap_or_default(),
+    };
     inbound.from = first_address(msg.from());
     inbound.reply_to = first_address(msg.reply_to());
     inbound.sender = first_address(msg.sender());
@@ -38,10 +48,15 @@ pub fn parse(raw: &[u8]) -> Inbound {
     inbound.message_id = msg.message_id().and_then(normalise_message_id);
     inbound.in_reply_to = id_list(msg.in_reply_to());
     inbound.references = id_list(msg.references());
-    inbound.headers = msg
-        .headers_raw()
+    let raw_msg = msg.raw_message();
+    inbound.headers = msg.parts[0]
+        .headers
+        .iter()
         .take(MAX_HEADERS)
-        .map(|(name, value)| (name.to_ascii_lowercase(), unfold(value)))
+        .map(|h| {
+            let bytes = raw_msg.get(h.offset_start as usize..h.offset_end as usize).unwrap_or_default();
+            (h.name.as_str().to_ascii_lowercase(), unfold(&decode_8bit(bytes, fallback_charset.as_deref())))
+        })
         .collect();
     if msg.headers().len() > MAX_HEADERS {
         inbound
@@ -52,10 +67,10 @@ pub fn parse(raw: &[u8]) -> Inbound {
         inbound.problems.push("no usable From address".into());
     }
 
-    let (text, html) = bodies(&msg);
+    let (text, html, attachments) = content(&msg);
     inbound.text = text;
     inbound.html = html;
-    inbound.attachments = attachments(&msg);
+    inbound.attachments = attachments;
     inbound
 }
 
@@ -232,15 +247,40 @@ fn id_list(value: &HeaderValue<'_>) -> Vec<String> {
     out
 }
 
+/// Text, HTML and attachments of a message. Text parts that mail-parser could not place in the
+/// body (broken transfer encoding, a multipart without boundary) become the text when the body
+/// is otherwise empty; a message that is only an enclosed message takes the enclosed text.
+fn content(msg: &Message<'_>) -> (String, Option<String>, Vec<Attachment>) {
+    let (mut text, html) = bodies(msg);
+    let mut attachments = Vec::new();
+    let mut stray_text: Vec<String> = Vec::new();
+    for (n, part) in msg.attachments().enumerate() {
+        if text.trim().is_empty() && is_stray_text(part) {
+            stray_text.push(part_text(msg, part, true));
+            continue;
+        }
+        attachments.push(attachment(msg, part, n + 1));
+    }
+    for piece in stray_text {
+        push_block(&mut text, &piece);
+    }
+    if text.trim().is_empty() {
+        if let Some(inner) = msg.attachments().find_map(|p| p.message()) {
+            text = bodies(inner).0;
+        }
+    }
+    (normalise_text(&text), html, attachments)
+}
+
 /// The message text (text/plain preferred, HTML rendered as text otherwise) and the HTML body.
 fn bodies(msg: &Message<'_>) -> (String, Option<String>) {
     let mut text = String::new();
     let mut from_plain = false;
     for part in msg.text_bodies() {
         let piece = match &part.body {
-            PartType::Text(t) => {
+            PartType::Text(_) => {
                 from_plain = true;
-                t.to_string()
+                part_text(msg, part, false)
             }
             PartType::Html(h) => html::to_text(h),
             _ => continue,
@@ -262,6 +302,128 @@ fn bodies(msg: &Message<'_>) -> (String, Option<String>) {
     }
     let html = (!html.trim().is_empty()).then_some(html);
     (normalise_text(&text), html)
+}
+
+/// A part that is text by nature but landed among the attachments: no file name, not marked as
+/// an attachment, and text (or a multipart that could not be split).
+fn is_stray_text(part: &MessagePart<'_>) -> bool {
+    if part.attachment_name().is_some() || part.content_disposition().is_some_and(|d| d.is_attachment()) {
+        return false;
+    }
+    let ctype = part.content_type().map(|c| c.ctype().to_ascii_lowercase());
+    match &part.body {
+        PartType::Text(_) => true,
+        PartType::Binary(_) | PartType::InlineBinary(_) => matches!(ctype.as_deref(), Some("multipart") | Some("text")),
+        _ => false,
+    }
+}
+
+/// The text of a text part. Where mail-parser had to give up (a transfer encoding it could not
+/// decode, bytes that are not in the declared charset), decode leniently from the raw bytes;
+/// `from_raw` always does so (for parts mail-parser did not take as body text).
+fn part_text(msg: &Message<'_>, part: &MessagePart<'_>, from_raw: bool) -> String {
+    let decoded = match &part.body {
+        PartType::Text(t) | PartType::Html(t) => t.to_string(),
+        other => String::from_utf8_lossy(match other {
+            PartType::Binary(b) | PartType::InlineBinary(b) => b.as_ref(),
+            _ => &[],
+        })
+        .into_owned(),
+    };
+    let trouble = from_raw || part.is_encoding_problem;
+    if !trouble && !decoded.contains('\u{FFFD}') {
+        return decoded;
+    }
+    let raw = msg
+        .raw_message()
+        .get(part.offset_body as usize..part.offset_end as usize)
+        .unwrap_or_default();
+    // mail-parser resets `encoding` when decoding failed, so ask the header too.
+    let cte = part.content_transfer_encoding().map(|c| c.trim().to_ascii_lowercase());
+    let bytes = match (part.encoding, cte.as_deref()) {
+        (Encoding::Base64, _) | (_, Some("base64")) => lenient_base64(raw),
+        (Encoding::QuotedPrintable, _) | (_, Some("quoted-printable")) => {
+            quoted_printable_decode(raw).unwrap_or_else(|| raw.to_vec())
+        }
+        _ => raw.to_vec(),
+    };
+    let charset = part.content_type().and_then(|c| c.attribute("charset"));
+    let text = decode_8bit(&bytes, charset);
+    if text.contains('\u{FFFD}') && !decoded.is_empty() && !trouble {
+        decoded
+    } else {
+        text
+    }
+}
+
+/// Base64 that ignores everything outside the alphabet and stops at the padding.
+fn lenient_base64(raw: &[u8]) -> Vec<u8> {
+    fn val(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some((c - b'A') as u32),
+            b'a'..=b'z' => Some((c - b'a' + 26) as u32),
+            b'0'..=b'9' => Some((c - b'0' + 52) as u32),
+            b'+' => Some(62),
+            b'/' => Some(63),
+            _ => None,
+        }
+    }
+    let mut out = Vec::with_capacity(raw.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in raw {
+        if c == b'=' {
+            break;
+        }
+        let Some(v) = val(c) else { continue };
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// Bytes in a charset: the declared one when known, else UTF-8 when they are UTF-8 (or mostly
+/// so), else windows-1252 (which maps every byte, and is what mislabelled mail usually is).
+pub fn decode_8bit(bytes: &[u8], charset: Option<&str>) -> String {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return s.to_string();
+    }
+    if let Some(decoder) = charset
+        .map(str::trim)
+        .filter(|c| !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("us-ascii"))
+        .and_then(|c| charset_decoder(c.as_bytes()))
+    {
+        return decoder(bytes);
+    }
+    let lossy = String::from_utf8_lossy(bytes);
+    let valid_multibyte = lossy.chars().filter(|c| !c.is_ascii() && *c != '\u{FFFD}').count();
+    let invalid = lossy.chars().filter(|c| *c == '\u{FFFD}').count();
+    if valid_multibyte > invalid {
+        return lossy.into_owned();
+    }
+    match charset_decoder(b"windows-1252") {
+        Some(decoder) => decoder(bytes),
+        None => lossy.into_owned(),
+    }
+}
+
+/// The charset a message declares (root Content-Type, else its first text part).
+fn declared_charset(msg: &Message<'_>) -> Option<String> {
+    msg.parts
+        .iter()
+        .filter_map(|p| p.content_type())
+        .find_map(|c| c.attribute("charset"))
+        .map(str::to_string)
+}
+
+/// The raw bytes of a root header's value.
+fn raw_header_bytes<'m>(msg: &'m Message<'_>, name: HeaderName<'_>) -> Option<&'m [u8]> {
+    let h = msg.parts[0].headers.iter().find(|h| h.name == name)?;
+    msg.raw_message().get(h.offset_start as usize..h.offset_end as usize)
 }
 
 fn push_block(out: &mut String, piece: &str) {
@@ -286,37 +448,144 @@ pub fn normalise_text(s: &str) -> String {
     trimmed.to_string()
 }
 
-fn attachments(msg: &Message<'_>) -> Vec<Attachment> {
+fn attachment(msg: &Message<'_>, part: &MessagePart<'_>, n: usize) -> Attachment {
+    let content_type = part
+        .content_type()
+        .map(|ct| match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub),
+            None => ct.ctype().to_string(),
+        })
+        .unwrap_or_else(|| match &part.body {
+            PartType::Message(_) => "message/rfc822".to_string(),
+            PartType::Text(_) => "text/plain".to_string(),
+            PartType::Html(_) => "text/html".to_string(),
+            _ => "application/octet-stream".to_string(),
+        })
+        .to_ascii_lowercase();
+    let filename = rfc2231_name(msg, part)
+        .or_else(|| part.attachment_name().map(str::to_string))
+        .map(|n| sanitize_filename(&n))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| default_name(part, &content_type, n));
+    Attachment {
+        filename,
+        content_type,
+        data: part.contents().to_vec(),
+        inline: part.content_disposition().is_some_and(|d| d.is_inline()),
+        content_id: part.content_id().and_then(normalise_message_id),
+    }
+}
+
+/// A file name given in RFC 2231 form (`filename*=charset'lang'…`, continuations `filename*0*=`
+/// …), decoded as a whole: the segments' bytes are joined first, then decoded in the charset of
+/// the first segment (a character may be split across segments).
+fn rfc2231_name(msg: &Message<'_>, part: &MessagePart<'_>) -> Option<String> {
+    let raw = msg.raw_message();
+    for (header, param) in [(HeaderName::ContentDisposition, "filename"), (HeaderName::ContentType, "name")] {
+        let Some(h) = part.headers.iter().find(|h| h.name == header) else { continue };
+        let Some(value) = raw.get(h.offset_start as usize..h.offset_end as usize) else { continue };
+        if let Some(name) = rfc2231_param(value, param) {
+            return Some(name);
+        }
+    }
+    None
+}
+
+/// The RFC 2231 value of `param` in a raw header value, or `None` when it is not in that form.
+pub fn rfc2231_param(value: &[u8], param: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(value);
+    let mut segments: Vec<(u32, bool, Vec<u8>)> = Vec::new();
+    for piece in split_params(&text) {
+        let Some((key, val)) = piece.split_once('=') else { continue };
+        let key = key.trim().to_ascii_lowercase();
+        let Some(rest) = key.strip_prefix(param).and_then(|r| r.strip_prefix('*')) else { continue };
+        let (index, extended) = match rest {
+            "" => (0, true),
+            r => match r.strip_suffix('*') {
+                Some(i) => (i.parse().ok()?, true),
+                None => (r.parse().ok()?, false),
+            },
+        };
+        let val = val.trim();
+        let val = match val.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Some(q) => q.replace("\\\"", "\"").replace("\\\\", "\\"),
+            None => val.to_string(),
+        };
+        segments.push((index, extended, val.into_bytes()));
+    }
+    if segments.is_empty() {
+        return None;
+    }
+    segments.sort_by_key(|s| s.0);
+    let mut charset: Option<String> = None;
+    let mut bytes = Vec::new();
+    for (i, (index, extended, val)) in segments.iter().enumerate() {
+        if *index as usize != i {
+            break; // a gap: keep what is contiguous
+        }
+        let mut v: &[u8] = val;
+        if i == 0 && *extended {
+            // charset'language'value
+            let mut parts = v.splitn(3, |b| *b == b'\'');
+            if let (Some(cs), Some(_lang), Some(rest)) = (parts.next(), parts.next(), parts.next()) {
+                charset = Some(String::from_utf8_lossy(cs).trim().to_string()).filter(|c| !c.is_empty());
+                v = rest;
+            }
+        }
+        if *extended {
+            bytes.extend(percent_decode(v));
+        } else {
+            bytes.extend_from_slice(v);
+        }
+    }
+    Some(match charset.as_deref().and_then(|c| charset_decoder(c.as_bytes())) {
+        Some(decoder) => decoder(&bytes),
+        None => decode_8bit(&bytes, None),
+    })
+}
+
+/// Split header parameters at `;` outside double quotes; folding is undone first.
+fn split_params(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for (n, part) in msg.attachments().enumerate() {
-        let content_type = part
-            .content_type()
-            .map(|ct| match ct.subtype() {
-                Some(sub) => format!("{}/{}", ct.ctype(), sub),
-                None => ct.ctype().to_string(),
-            })
-            .unwrap_or_else(|| match &part.body {
-                PartType::Message(_) => "message/rfc822".to_string(),
-                PartType::Text(_) => "text/plain".to_string(),
-                PartType::Html(_) => "text/html".to_string(),
-                _ => "application/octet-stream".to_string(),
-            })
-            .to_ascii_lowercase();
-        let filename = part
-            .attachment_name()
-            .map(sanitize_filename)
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| default_name(part, &content_type, n + 1));
-        let inline = part
-            .content_disposition()
-            .is_some_and(|d| d.is_inline());
-        out.push(Attachment {
-            filename,
-            content_type,
-            data: part.contents().to_vec(),
-            inline,
-            content_id: part.content_id().and_then(normalise_message_id),
-        });
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in text.chars() {
+        match c {
+            '\r' | '\n' => continue,
+            '\\' if quoted && !escaped => {
+                escaped = true;
+                cur.push(c);
+                continue;
+            }
+            '"' if !escaped => quoted = !quoted,
+            ';' if !quoted => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        escaped = false;
+        cur.push(c);
+    }
+    out.push(cur);
+    out
+}
+
+fn percent_decode(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'%' && i + 2 < v.len() {
+            let hex = std::str::from_utf8(&v[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(b) = hex {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(v[i]);
+        i += 1;
     }
     out
 }
@@ -401,5 +670,48 @@ mod tests {
     fn filenames_lose_paths_and_controls() {
         assert_eq!(sanitize_filename("C:\\tmp\\a\tb.pdf"), "a b.pdf");
         assert_eq!(sanitize_filename("../../etc/passwd"), "passwd");
+    }
+}
+
+#[cfg(test)]
+mod rfc2231_tests {
+    use super::*;
+
+    #[test]
+    fn continuations_are_joined_before_decoding() {
+        let v = b" attachment;\r\n filename*0*=utf-8''Angebot%20%E2%80;\r\n filename*1*=%93%20B%C3;\r\n filename*2*=%BCro.pdf";
+        assert_eq!(rfc2231_param(v, "filename").as_deref(), Some("Angebot \u{2013} B\u{fc}ro.pdf"));
+    }
+
+    #[test]
+    fn charset_and_language() {
+        let v = b" application/pdf; name*=iso-8859-1'de'Pr%FCfbericht%20M%E4rz.pdf";
+        assert_eq!(rfc2231_param(v, "name").as_deref(), Some("Pr\u{fc}fbericht M\u{e4}rz.pdf"));
+    }
+
+    #[test]
+    fn mixed_plain_and_quoted_segments() {
+        let v = b" attachment; filename*0=\"Serien \\\"Nr\\\" \"; filename*1=\"2026.xlsx\"";
+        assert_eq!(rfc2231_param(v, "filename").as_deref(), Some("Serien \"Nr\" 2026.xlsx"));
+        let v = b" attachment; filename*0*=utf-8''Liefer%20; filename*1=schein.txt";
+        assert_eq!(rfc2231_param(v, "filename").as_deref(), Some("Liefer schein.txt"));
+    }
+
+    #[test]
+    fn plain_parameters_are_not_rfc2231() {
+        assert_eq!(rfc2231_param(b" attachment; filename=\"a.pdf\"", "filename"), None);
+        assert_eq!(rfc2231_param(b" attachment; filenamex*=utf-8''a", "filename"), None);
+    }
+
+    #[test]
+    fn eight_bit_fallback() {
+        assert_eq!(decode_8bit(b"Caf\xe9", None), "Caf\u{e9}");
+        assert_eq!(decode_8bit("Grüße".as_bytes(), None), "Grüße");
+        assert_eq!(decode_8bit(b"\xd0\xd2\xc9\xd7\xc5\xd4", Some("koi8-r")), "привет");
+    }
+
+    #[test]
+    fn lenient_base64_skips_garbage() {
+        assert_eq!(lenient_base64(b"SGVs bG8=!!*** junk"), b"Hello");
     }
 }
