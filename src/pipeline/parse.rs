@@ -392,8 +392,13 @@ pub fn decode_8bit(bytes: &[u8], charset: Option<&str>) -> String {
     if let Ok(s) = std::str::from_utf8(bytes) {
         return s.to_string();
     }
+    // A 7-bit charset cannot explain 8-bit bytes: Japanese mail that declares ISO-2022-JP and
+    // still carries raw bytes (typically in headers) has them in Shift_JIS.
+    let charset = match charset.map(str::trim) {
+        Some(c) if c.eq_ignore_ascii_case("iso-2022-jp") => Some("shift_jis"),
+        other => other,
+    };
     if let Some(decoder) = charset
-        .map(str::trim)
         .filter(|c| !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("us-ascii"))
         .and_then(|c| charset_decoder(c.as_bytes()))
     {
@@ -466,6 +471,7 @@ fn attachment(msg: &Message<'_>, part: &MessagePart<'_>, n: usize) -> Attachment
         .or_else(|| part.attachment_name().map(str::to_string))
         .map(|n| sanitize_filename(&n))
         .filter(|n| !n.is_empty())
+        .or_else(|| (!part.is_message()).then(|| described_name(part, &content_type)).flatten())
         .unwrap_or_else(|| default_name(part, &content_type, n));
     Attachment {
         filename,
@@ -590,26 +596,56 @@ fn percent_decode(v: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A name for an attachment that has none: a nested message is named after its subject.
-fn default_name(part: &mail_parser::MessagePart<'_>, content_type: &str, n: usize) -> String {
-    if let PartType::Message(m) = &part.body {
-        let subject = m.subject().map(sanitize_filename).unwrap_or_default();
-        let stem = if subject.is_empty() { format!("message-{n}") } else { subject };
-        return format!("{}.eml", truncate_chars(&stem, 120));
+/// A nameless part's Content-Description as its name ("Delivery report" -> "Delivery report.txt").
+fn described_name(part: &MessagePart<'_>, content_type: &str) -> Option<String> {
+    let desc = sanitize_filename(part.content_description()?);
+    if desc.is_empty() {
+        return None;
     }
-    let ext = match content_type {
+    let ext = extension_for(content_type);
+    if desc.to_ascii_lowercase().ends_with(&format!(".{ext}")) {
+        Some(desc)
+    } else {
+        Some(format!("{}.{ext}", truncate_chars(&desc, 120)))
+    }
+}
+
+fn extension_for(content_type: &str) -> &'static str {
+    match content_type {
         "text/plain" => "txt",
         "text/html" => "html",
         "text/calendar" => "ics",
+        "text/csv" => "csv",
         "image/png" => "png",
         "image/jpeg" => "jpg",
         "image/gif" => "gif",
         "application/pdf" => "pdf",
+        "application/zip" => "zip",
         "message/rfc822" => "eml",
-        "message/delivery-status" => "txt",
+        "message/delivery-status" | "message/disposition-notification" => "txt",
+        "text/rfc822-headers" | "message/rfc822-headers" => "txt",
         _ => "bin",
-    };
-    format!("attachment-{n}.{ext}")
+    }
+}
+
+/// A name for an attachment that has none: a nested message is named after its subject.
+fn default_name(part: &mail_parser::MessagePart<'_>, content_type: &str, n: usize) -> String {
+    if let PartType::Message(m) = &part.body {
+        let subject = m.subject().map(sanitize_filename).unwrap_or_default();
+        let stem = if !subject.is_empty() {
+            subject
+        } else if let Some(desc) = part.content_description().map(sanitize_filename).filter(|d| !d.is_empty()) {
+            desc
+        } else {
+            format!("message-{n}")
+        };
+        return format!("{}.eml", truncate_chars(&stem, 120));
+    }
+    match content_type {
+        "message/delivery-status" => "delivery-status.txt".to_string(),
+        "message/disposition-notification" => "disposition-notification.txt".to_string(),
+        _ => format!("attachment-{n}.{}", extension_for(content_type)),
+    }
 }
 
 /// Keep the last path component, drop control characters, trim.
@@ -713,5 +749,26 @@ mod rfc2231_tests {
     #[test]
     fn lenient_base64_skips_garbage() {
         assert_eq!(lenient_base64(b"SGVs bG8=!!*** junk"), b"Hello");
+    }
+}
+
+#[cfg(test)]
+mod naming_tests {
+    use super::*;
+
+    #[test]
+    fn nameless_parts_are_named_by_description_or_subject() {
+        let m = parse(b"From: a@b.example\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nIt failed.\r\n--b\r\nContent-Type: message/delivery-status\r\nContent-Description: Delivery report\r\n\r\nAction: failed\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nAction: failed\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Description: Undelivered Message\r\n\r\nSubject: Quote 42\r\n\r\nhi\r\n--b--\r\n");
+        let names: Vec<&str> = m.attachments.iter().map(|a| a.filename.as_str()).collect();
+        assert_eq!(names, ["Delivery report.txt", "delivery-status.txt", "Quote 42.eml"]);
+    }
+
+    #[test]
+    fn raw_shift_jis_subject_under_iso_2022_jp() {
+        // "ツール" in Shift_JIS, in a message whose body declares ISO-2022-JP.
+        let mut raw = b"From: a@b.example\r\nSubject: ".to_vec();
+        raw.extend_from_slice(b"\x83\x63\x81\x5b\x83\x8b");
+        raw.extend_from_slice(b"\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\nx\r\n");
+        assert_eq!(parse(&raw).subject, "ツール");
     }
 }
