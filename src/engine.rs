@@ -63,6 +63,18 @@ impl Engine {
         Ok(fresh)
     }
 
+    /// Reload the SQL configuration if it changed since the last load (or `always`); returns
+    /// the new snapshot when one was installed.
+    pub fn reload_if_changed(&self, always: bool) -> Result<Option<Arc<Snapshot>>> {
+        let rows = self.store.read(store::conf::load)?;
+        if !always && rows == *self.snapshot().rows() {
+            return Ok(None);
+        }
+        let fresh = Arc::new(Snapshot::build(rows));
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        Ok(Some(fresh))
+    }
+
     /// The recipients that name active mailboxes, one per mailbox (first recipient wins).
     pub fn scope(snapshot: &Snapshot, recipients: &[String]) -> Vec<(String, Mailbox)> {
         let mut out: Vec<(String, Mailbox)> = Vec::new();

@@ -4,7 +4,6 @@ use clap::Parser;
 
 fn main() {
     let cli = ticketmilter::cli::Cli::parse();
-    ticketmilter::logging::init_cli();
     match ticketmilter::cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

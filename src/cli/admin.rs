@@ -66,6 +66,9 @@ pub struct MailboxOpts {
     /// What to do with mail from senders nobody knows
     #[arg(long, value_name = "fallback|reject")]
     unknown_sender: Option<String>,
+    /// What the milter does with the mailbox's copy of a converted message
+    #[arg(long, value_name = "deliver|remove|discard")]
+    after_conversion: Option<String>,
     /// Required tag given to every ticket (repeat; replaces the list)
     #[arg(long = "tag", value_name = "LABEL")]
     tags: Vec<String>,
@@ -87,6 +90,7 @@ impl MailboxOpts {
             note_visibility: self.note_visibility,
             fallback_company: self.fallback_company,
             unknown_sender: self.unknown_sender,
+            after_conversion: self.after_conversion,
             tags: if self.no_tags {
                 Some(Vec::new())
             } else if self.tags.is_empty() {
@@ -146,7 +150,7 @@ pub fn mailbox(ctx: &Context, cmd: MailboxCmd) -> Result<i32> {
         MailboxCmd::List => {
             let rows = store.read(mailboxes::list)?;
             table(
-                &["ADDRESS", "ACTIVE", "QUEUE", "PRIORITY", "STATUS", "NOTES", "UNKNOWN SENDER", "FALLBACK COMPANY", "TAGS"],
+                &["ADDRESS", "ACTIVE", "QUEUE", "PRIORITY", "STATUS", "NOTES", "UNKNOWN SENDER", "FALLBACK COMPANY", "AFTER", "TAGS"],
                 rows.into_iter()
                     .map(|m| {
                         vec![
@@ -158,6 +162,7 @@ pub fn mailbox(ctx: &Context, cmd: MailboxCmd) -> Result<i32> {
                             m.note_visibility,
                             m.unknown_sender,
                             m.fallback_company.unwrap_or_else(|| "-".into()),
+                            m.after_conversion,
                             m.tags.join(", "),
                         ]
                     })

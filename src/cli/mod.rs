@@ -37,6 +37,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the milter daemon (Postfix: smtpd_milters = inet:127.0.0.1:8897)
+    Run {
+        /// Socket to listen on, overriding the config: inet:host:port, inet:port@host,
+        /// inet6:[addr]:port, unix:/path or local:/path
+        #[arg(long, value_name = "SPEC")]
+        socket: Option<String>,
+    },
     /// Convert one message (file or standard input) exactly as the milter would; print JSON Lines
     Process(process::ProcessArgs),
     /// Apply pending database migrations
@@ -99,8 +106,28 @@ impl Context {
 
 /// Run a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    let ctx = Context::new(&cli)?;
+    let ctx = match Context::new(&cli) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            crate::logging::init_cli();
+            return Err(e);
+        }
+    };
+    if let Command::Run { .. } = cli.command {
+        crate::logging::init_daemon(&ctx.config.log);
+    } else {
+        crate::logging::init_cli();
+    }
     match cli.command {
+        Command::Run { socket } => {
+            crate::milter::run_daemon(crate::milter::DaemonArgs {
+                config: ctx.config.clone(),
+                config_path: ctx.config_path.clone(),
+                database: ctx.database.clone(),
+                socket,
+            })?;
+            Ok(0)
+        }
         Command::Process(args) => process::run(&ctx, args),
         Command::Migrate => {
             let store = Store::open(&ctx.database, ctx.config.store_options())?;

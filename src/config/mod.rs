@@ -1,7 +1,7 @@
 //! The daemon's configuration file: TOML syntax -> typed, validated `Config`. Unknown keys are
 //! errors that name the key; every key has a default (documented in conf/ticketmilter.toml).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,14 +14,92 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/ticketmilter/ticketmilter.toml";
 pub const DEFAULT_DATABASE: &str = "sqlite:/var/lib/ticketmilter/ticketmilter.db";
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database: DatabaseConfig,
+    pub milter: MilterConfig,
     pub log: LogConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// What the milter answers in a situation (OpenDKIM's `On-*` style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Let the message through unconverted.
+    Accept,
+    /// Refuse it with a 5xx reply.
+    Reject,
+    /// Refuse it with a 4xx reply: the MTA keeps it and retries.
+    Tempfail,
+    /// Accept it and drop it silently.
+    Discard,
+    /// Accept it into the MTA's hold queue for an administrator.
+    Quarantine,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Accept => "accept",
+            Policy::Reject => "reject",
+            Policy::Tempfail => "tempfail",
+            Policy::Discard => "discard",
+            Policy::Quarantine => "quarantine",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MilterConfig {
+    /// `inet:host:port`, `inet:port@host`, `inet6:…`, `unix:/path` or `local:/path`.
+    pub socket: String,
+    /// Permissions of a unix socket (octal, as a string).
+    pub socket_mode: String,
+    /// Group of a unix socket (empty: the daemon's group).
+    pub socket_group: String,
+    /// Most MTA connections served at once.
+    pub max_connections: usize,
+    /// Largest message (headers and body, bytes) converted; larger ones get `on_too_large`.
+    pub max_message_size: u64,
+    /// Seconds the end-of-message work may take before `on_timeout` answers.
+    pub eom_timeout: u64,
+    /// Seconds between checks for changed SQL configuration (0: only on SIGHUP).
+    pub reload_interval: u64,
+    /// Add `X-Ticketmilter: <mailbox> <action> <ticket>` to converted messages.
+    pub add_header: bool,
+    pub on_database_error: Policy,
+    pub on_internal_error: Policy,
+    pub on_timeout: Policy,
+    pub on_unknown_sender: Policy,
+    pub on_too_large: Policy,
+}
+
+impl Default for MilterConfig {
+    fn default() -> Self {
+        MilterConfig {
+            socket: DEFAULT_SOCKET.to_string(),
+            socket_mode: "0660".to_string(),
+            socket_group: String::new(),
+            max_connections: 200,
+            max_message_size: 30 * 1024 * 1024,
+            eom_timeout: 240,
+            reload_interval: 5,
+            add_header: true,
+            on_database_error: Policy::Tempfail,
+            on_internal_error: Policy::Tempfail,
+            on_timeout: Policy::Tempfail,
+            on_unknown_sender: Policy::Reject,
+            on_too_large: Policy::Reject,
+        }
+    }
+}
+
+/// The socket the milter listens on when nothing else is configured.
+pub const DEFAULT_SOCKET: &str = "inet:127.0.0.1:8897";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `sqlite:PATH`, a plain path, or `postgres://user:pass@host:port/db`.
@@ -45,17 +123,30 @@ impl Default for DatabaseConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter such as `ticketmilter=debug`).
     pub level: String,
+    /// `stderr` (the journal under systemd) or `syslog` (facility below, ident ticketmilter).
+    pub target: LogTarget,
+    /// Syslog facility: `mail` (beside Postfix's own lines), `daemon`, or `local0` … `local7`.
+    pub facility: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogTarget {
+    Stderr,
+    Syslog,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".to_string(),
+            target: LogTarget::Stderr,
+            facility: "mail".to_string(),
         }
     }
 }
@@ -90,6 +181,24 @@ impl Config {
         }
         if self.database.connect_timeout == 0 {
             p.push("database.connect_timeout: must be at least 1 second".into());
+        }
+        if let Err(e) = crate::milter::socket::SocketSpec::parse(&self.milter.socket) {
+            p.push(format!("milter.socket: {e}"));
+        }
+        if u32::from_str_radix(self.milter.socket_mode.trim_start_matches("0o"), 8).map_or(true, |m| m > 0o777) {
+            p.push(format!("milter.socket_mode: {:?} is not an octal mode such as \"0660\"", self.milter.socket_mode));
+        }
+        if self.milter.max_connections == 0 {
+            p.push("milter.max_connections: must be at least 1".into());
+        }
+        if self.milter.max_message_size < 1024 {
+            p.push("milter.max_message_size: must be at least 1024 bytes".into());
+        }
+        if self.milter.eom_timeout == 0 || self.milter.eom_timeout >= 300 {
+            p.push("milter.eom_timeout: expected 1 to 299 seconds (below Postfix's milter_content_timeout of 300 s)".into());
+        }
+        if crate::logging::facility(&self.log.facility).is_none() {
+            p.push(format!("log.facility: {:?} is not mail, daemon, user or local0 … local7", self.log.facility));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             p.push(format!("log.level: {:?} is not a level or filter", self.log.level));
@@ -148,14 +257,21 @@ mod tests {
     }
 
     #[test]
-    fn shipped_example_is_valid_and_shows_the_defaults() {
+    fn shipped_example_is_valid_and_shows_every_key_with_its_default() {
         let text = include_str!("../../conf/ticketmilter.toml");
-        let c = Config::parse(text, "conf/ticketmilter.toml").unwrap();
-        let d = Config::default();
-        assert_eq!(c.database.url, d.database.url);
-        assert_eq!(c.database.pool_size, d.database.pool_size);
-        assert_eq!(c.database.connect_timeout, d.database.connect_timeout);
-        assert_eq!(c.database.busy_timeout_ms, d.database.busy_timeout_ms);
-        assert_eq!(c.log.level, d.log.level);
+        Config::parse(text, "conf/ticketmilter.toml").unwrap();
+        let shipped: toml::Value = toml::from_str(text).unwrap();
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        assert_eq!(shipped, defaults, "conf/ticketmilter.toml must list every key with its default");
+    }
+
+    #[test]
+    fn policies_and_milter_values_are_checked() {
+        let c = Config::parse("[milter]\non_database_error = \"accept\"\nsocket = \"unix:/run/t.sock\"\n", "t").unwrap();
+        assert_eq!(c.milter.on_database_error, Policy::Accept);
+        let e = Config::parse("[milter]\non_database_error = \"maybe\"\n", "t").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `maybe`"), "{e}");
+        let e = Config::parse("[milter]\nsocket = \"tcp:1\"\neom_timeout = 300\nsocket_mode = \"rw\"\n", "t").unwrap_err().to_string();
+        assert!(e.contains("milter.socket") && e.contains("eom_timeout") && e.contains("socket_mode"), "{e}");
     }
 }

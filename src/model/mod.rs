@@ -176,6 +176,36 @@ impl UnknownSender {
     }
 }
 
+/// What the milter does with a mailbox's copy of a converted message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AfterConversion {
+    /// Keep delivering the message to the mailbox address.
+    Deliver,
+    /// Delete this recipient; other recipients still get the message.
+    Remove,
+    /// Drop the message when every recipient is a converted mailbox.
+    Discard,
+}
+
+impl AfterConversion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AfterConversion::Deliver => "deliver",
+            AfterConversion::Remove => "remove",
+            AfterConversion::Discard => "discard",
+        }
+    }
+    pub fn parse(s: &str) -> Option<AfterConversion> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "deliver" => Some(AfterConversion::Deliver),
+            "remove" => Some(AfterConversion::Remove),
+            "discard" => Some(AfterConversion::Discard),
+            _ => None,
+        }
+    }
+}
+
 /// A company by id and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompanyRef {
@@ -218,7 +248,7 @@ pub struct TicketRef {
 }
 
 /// A mailbox with its defaults resolved (NULL columns replaced by the default rows).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Mailbox {
     pub id: i64,
     pub address: String,
@@ -233,6 +263,8 @@ pub struct Mailbox {
     pub fallback_company: Option<CompanyRef>,
     pub unknown_sender: UnknownSender,
     pub required_tags: Vec<TagRef>,
+    /// What the milter does with the mailbox's copy after conversion.
+    pub after_conversion: AfterConversion,
 }
 
 /// A message already processed for a mailbox (found by its dedup key).

@@ -267,6 +267,7 @@ mod tests {
             fallback_company: fallback,
             unknown_sender: unknown,
             required_tags: vec![TagRef { id: 50, label: "Mailbox Tag".into() }],
+            after_conversion: crate::model::AfterConversion::Deliver,
         }
     }
 

@@ -115,7 +115,7 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 /// Everything the SQL configuration says, as loaded by the store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConfRows {
     pub mailboxes: Vec<Mailbox>,
     pub tags: Vec<TagDef>,
@@ -134,10 +134,13 @@ pub struct Snapshot {
     pub settings: Settings,
     /// What was wrong in the rows (the snapshot works around it; `check` reports it).
     pub problems: Vec<String>,
+    /// The rows it was built from (to tell whether a reload changes anything).
+    rows: ConfRows,
 }
 
 impl Snapshot {
     pub fn build(rows: ConfRows) -> Snapshot {
+        let source = rows.clone();
         let (settings, mut problems) = Settings::from_rows(&rows.settings);
         problems.extend(rows.problems);
         let mut mailboxes = HashMap::new();
@@ -154,7 +157,13 @@ impl Snapshot {
             public_domains: rows.public_domains.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
             settings,
             problems,
+            rows: source,
         }
+    }
+
+    /// The rows the snapshot was built from.
+    pub fn rows(&self) -> &ConfRows {
+        &self.rows
     }
 
     /// The active mailbox a recipient names: case-insensitive, `+detail` ignored.

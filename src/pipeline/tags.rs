@@ -10,7 +10,7 @@ use crate::model::TagRef;
 const MIN_PHRASE_CHARS: usize = 3;
 
 /// A tag with everything that assigns it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TagDef {
     pub tag: TagRef,
     pub active: bool,

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::AnyConnection;
 use super::schema::*;
 use crate::error::{Error, Result};
-use crate::model::{CompanyRef, Mailbox, TagRef, UnknownSender, Visibility};
+use crate::model::{AfterConversion, CompanyRef, Mailbox, TagRef, UnknownSender, Visibility};
 use crate::pipeline::ConfRows;
 use crate::pipeline::tags::TagDef;
 
@@ -71,6 +71,7 @@ type MailboxRow = (
     String,
     Option<i64>,
     String,
+    String,
 );
 
 /// Everything the snapshot is compiled from. Only active mailboxes and tags are loaded.
@@ -115,6 +116,7 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
             mailboxes::note_visibility,
             mailboxes::fallback_company_id,
             mailboxes::unknown_sender,
+            mailboxes::after_conversion,
         ))
         .load(conn)?;
     let required: Vec<(i64, i64, String, bool)> = mailbox_tags::table
@@ -126,7 +128,13 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
         .select((companies::id, companies::name, companies::active))
         .load(conn)?;
 
-    for (id, address, name, q, p, s, src, it, sit, vis, fallback, unknown) in mb_rows {
+    for (id, address, name, q, p, s, src, it, sit, vis, fallback, unknown, after) in mb_rows {
+        let after_conversion = AfterConversion::parse(&after).unwrap_or_else(|| {
+            rows.problems.push(format!(
+                "mailbox {address}: after_conversion {after:?} is not deliver, remove or discard; using deliver"
+            ));
+            AfterConversion::Deliver
+        });
         let note_visibility = Visibility::parse(&vis).unwrap_or_else(|| {
             rows.problems.push(format!(
                 "mailbox {address}: note_visibility {vis:?} is not internal or all; using internal"
@@ -178,6 +186,7 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
             fallback_company,
             unknown_sender,
             required_tags,
+            after_conversion,
         });
     }
 

@@ -8,7 +8,7 @@ use super::schema::*;
 use super::sqlfn::lower;
 use super::{AnyConnection, directory, tags as tag_store};
 use crate::error::{Error, Result};
-use crate::model::{UnknownSender, Visibility};
+use crate::model::{AfterConversion, UnknownSender, Visibility};
 
 /// Changes to a mailbox; `None` leaves a field as it is (or at its default when adding).
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,8 @@ pub struct MailboxSpec {
     pub note_visibility: Option<String>,
     pub fallback_company: Option<String>,
     pub unknown_sender: Option<String>,
+    /// `deliver`, `remove` or `discard`.
+    pub after_conversion: Option<String>,
     /// Required tags (replace the list when given).
     pub tags: Option<Vec<String>>,
 }
@@ -120,6 +122,12 @@ fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
             .ok_or_else(|| Error::Usage(format!("unknown-sender policy {v:?}: expected fallback or reject")))?;
         diesel::update(target).set(mailboxes::unknown_sender.eq(v.as_str())).execute(conn)?;
     }
+    if let Some(v) = &spec.after_conversion {
+        let v = AfterConversion::parse(v).ok_or_else(|| {
+            Error::Usage(format!("after-conversion {v:?}: expected deliver, remove or discard"))
+        })?;
+        diesel::update(target).set(mailboxes::after_conversion.eq(v.as_str())).execute(conn)?;
+    }
     if let Some(company) = &spec.fallback_company {
         let cid = if company.trim().is_empty() {
             None
@@ -160,12 +168,13 @@ pub struct MailboxView {
     pub note_visibility: String,
     pub fallback_company: Option<String>,
     pub unknown_sender: String,
+    pub after_conversion: String,
     pub tags: Vec<String>,
 }
 
 /// All mailboxes, active or not, by address.
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<MailboxView>> {
-    type Row = (i64, String, String, bool, Option<String>, Option<String>, Option<String>, Option<String>, String, Option<String>, String);
+    type Row = (i64, String, String, bool, Option<String>, Option<String>, Option<String>, Option<String>, String, Option<String>, String, String);
     let rows: Vec<Row> = mailboxes::table
         .left_join(queues::table)
         .left_join(priorities::table)
@@ -185,6 +194,7 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<MailboxView>> {
             mailboxes::note_visibility,
             companies::name.nullable(),
             mailboxes::unknown_sender,
+            mailboxes::after_conversion,
         ))
         .load(conn)?;
     let tag_rows: Vec<(i64, String)> = mailbox_tags::table
@@ -194,7 +204,7 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<MailboxView>> {
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(id, address, name, active, queue, priority, status, source, note_visibility, fallback_company, unknown_sender)| MailboxView {
+        .map(|(id, address, name, active, queue, priority, status, source, note_visibility, fallback_company, unknown_sender, after_conversion)| MailboxView {
             tags: tag_rows.iter().filter(|(m, _)| *m == id).map(|(_, l)| l.clone()).collect(),
             id,
             address,
@@ -207,6 +217,7 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<MailboxView>> {
             note_visibility,
             fallback_company,
             unknown_sender,
+            after_conversion,
         })
         .collect())
 }

@@ -126,6 +126,7 @@ diesel::table! {
         fallback_company_id -> Nullable<BigInt>,
         unknown_sender -> Text,
         created_at -> Timestamp,
+        after_conversion -> Text,
     }
 }
 

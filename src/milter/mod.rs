@@ -1,0 +1,553 @@
+//! The async edge: the milter protocol (indymilter). Callbacks only gather bytes into the
+//! session; end of message hands them to the engine on the blocking pool under a deadline and
+//! turns the outcome into the MTA's answer. Also the daemon: sockets, signals, reloads.
+
+pub mod socket;
+pub mod session;
+pub mod verdict;
+
+use std::ffi::CString;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use indymilter::{
+    Actions, Callbacks, ContextActions, EomContext, MacroStage, NegotiateContext, ProtoOpts,
+    SetErrorReply, SocketInfo, Status,
+};
+use tracing::{debug, error, info, warn};
+
+use crate::config::{Config, MilterConfig, Policy};
+use crate::engine::{Engine, Options};
+use crate::error::Error;
+use crate::model::{AfterConversion, Envelope, Outcome, Verdict};
+use session::{Session, bare_address};
+use verdict::{Answer, EomPlan, Failure, Policies};
+
+/// State shared by all connections.
+pub struct Shared {
+    pub engine: Arc<Engine>,
+    settings: RwLock<Arc<MilterConfig>>,
+}
+
+impl Shared {
+    pub fn new(engine: Arc<Engine>, settings: MilterConfig) -> Arc<Shared> {
+        Arc::new(Shared {
+            engine,
+            settings: RwLock::new(Arc::new(settings)),
+        })
+    }
+
+    /// The milter settings in force (policies, limits).
+    pub fn settings(&self) -> Arc<MilterConfig> {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replace the milter settings (on reload); connections pick them up at their next message.
+    pub fn set_settings(&self, s: MilterConfig) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(s);
+    }
+}
+
+fn queue_id(macros: &indymilter::Macros) -> String {
+    macros
+        .get(c"i")
+        .map(|v| v.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "NOQUEUE".to_string())
+}
+
+fn macro_value(macros: &indymilter::Macros, name: &std::ffi::CStr) -> Option<String> {
+    macros
+        .get(name)
+        .map(|v| v.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn set_reply(reply: &mut indymilter::SmtpReply, r: &verdict::Reply) {
+    if let Err(e) = reply.set_error_reply(r.code, Some(r.ext), [r.text.as_str()]) {
+        warn!("cannot set SMTP reply {} {} {:?}: {e}", r.code, r.ext, r.text);
+    }
+}
+
+/// The status for an answer given before end of message (quarantine needs end of message).
+fn early_status(answer: &Answer, reply: &mut indymilter::SmtpReply) -> Option<Status> {
+    match answer {
+        Answer::Accept => Some(Status::Accept),
+        Answer::Discard => Some(Status::Discard),
+        Answer::Reject(r) => {
+            set_reply(reply, r);
+            Some(Status::Reject)
+        }
+        Answer::Tempfail(r) => {
+            set_reply(reply, r);
+            Some(Status::Tempfail)
+        }
+        Answer::Quarantine(_) => None,
+    }
+}
+
+/// Decide (once per message) whether any recipient is a mailbox; `false` means accept now.
+fn scope(shared: &Shared, session: &mut Session) -> bool {
+    if session.ours {
+        return true;
+    }
+    let rcpts: Vec<String> = session.rcpts.iter().map(|r| bare_address(r)).collect();
+    let snapshot = shared.engine.snapshot();
+    session.ours = !Engine::scope(&snapshot, &rcpts).is_empty();
+    session.ours
+}
+
+/// The actions the milter asks for with these settings.
+fn needed_actions(s: &MilterConfig) -> Actions {
+    let mut a = Actions::DELETE_RCPT;
+    if s.add_header {
+        a |= Actions::ADD_HEADER;
+    }
+    let policies = [s.on_database_error, s.on_internal_error, s.on_timeout, s.on_unknown_sender, s.on_too_large];
+    if policies.contains(&Policy::Quarantine) {
+        a |= Actions::QUARANTINE;
+    }
+    a
+}
+
+/// The protocol callbacks.
+pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
+    let s_neg = shared.clone();
+    let s_data = shared.clone();
+    let s_header = shared.clone();
+    let s_eoh = shared.clone();
+    let s_body = shared.clone();
+    let s_eom = shared;
+    Callbacks::new()
+        .on_negotiate(move |cx: &mut NegotiateContext<Session>, actions: Actions, opts: ProtoOpts| {
+            let settings = s_neg.settings();
+            Box::pin(async move {
+                let needed = needed_actions(&settings);
+                if !actions.contains(needed) {
+                    error!(
+                        "the MTA does not offer the milter actions ticketmilter needs ({:?}; offered {:?}); the connection is refused",
+                        needed - actions,
+                        actions
+                    );
+                }
+                cx.requested_actions = needed;
+                let mut session = Session::default();
+                for (opt, flag) in [
+                    (ProtoOpts::LEADING_SPACE, &mut session.leading_space),
+                    (ProtoOpts::NOREPLY_HEADER, &mut session.noreply_header),
+                    (ProtoOpts::SKIP, &mut session.skip),
+                ] {
+                    if opts.contains(opt) {
+                        cx.requested_opts |= opt;
+                        *flag = true;
+                    }
+                }
+                let i = CString::new("i").expect("macro name");
+                cx.requested_macros.insert(MacroStage::Mail, CString::new("i {auth_authen}").expect("macro names"));
+                for stage in [MacroStage::Data, MacroStage::Eoh, MacroStage::Eom] {
+                    cx.requested_macros.insert(stage, i.clone());
+                }
+                cx.data = Some(session);
+                Status::Continue
+            })
+        })
+        .on_connect(|cx, _host, info| {
+            Box::pin(async move {
+                let session = cx.data.get_or_insert_with(Session::default);
+                session.client = match info {
+                    SocketInfo::Inet(addr) => Some(addr.ip()),
+                    _ => None,
+                };
+                Status::Continue
+            })
+        })
+        .on_mail(|cx, args| {
+            Box::pin(async move {
+                let auth = macro_value(&cx.macros, c"{auth_authen}");
+                let session = cx.data.get_or_insert_with(Session::default);
+                session.reset_message();
+                session.sender = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
+                session.auth_user = auth;
+                session.started = Some(Instant::now());
+                Status::Continue
+            })
+        })
+        .on_rcpt(|cx, args| {
+            Box::pin(async move {
+                let session = cx.data.get_or_insert_with(Session::default);
+                if let Some(r) = args.first() {
+                    session.rcpts.push(r.to_string_lossy().into_owned());
+                }
+                Status::Continue
+            })
+        })
+        .on_data(move |cx| {
+            let shared = s_data.clone();
+            Box::pin(async move {
+                let qid = queue_id(&cx.macros);
+                let session = cx.data.get_or_insert_with(Session::default);
+                if scope(&shared, session) {
+                    Status::Continue
+                } else {
+                    debug!("{qid}: no mailbox among the recipients; accepted without reading the message");
+                    session.reset_message();
+                    Status::Accept
+                }
+            })
+        })
+        .on_header(move |cx, name, value| {
+            let shared = s_header.clone();
+            Box::pin(async move {
+                let limit = shared.settings().max_message_size;
+                let session = cx.data.get_or_insert_with(Session::default);
+                if !session.too_large {
+                    session.push_header(name.as_bytes(), value.as_bytes());
+                    session.header_over(limit);
+                }
+                if session.noreply_header { Status::Noreply } else { Status::Continue }
+            })
+        })
+        .on_eoh(move |cx| {
+            let shared = s_eoh.clone();
+            Box::pin(async move {
+                let qid = queue_id(&cx.macros);
+                let settings = shared.settings();
+                let session = cx.data.get_or_insert_with(Session::default);
+                if !scope(&shared, session) {
+                    debug!("{qid}: no mailbox among the recipients; accepted without reading the body");
+                    session.reset_message();
+                    return Status::Accept;
+                }
+                if session.too_large {
+                    return too_large(&qid, &settings, session, &mut cx.reply);
+                }
+                session.end_of_header();
+                Status::Continue
+            })
+        })
+        .on_body(move |cx, chunk| {
+            let shared = s_body.clone();
+            Box::pin(async move {
+                let qid = queue_id(&cx.macros);
+                let settings = shared.settings();
+                let session = cx.data.get_or_insert_with(Session::default);
+                let was_over = session.too_large;
+                if session.push_body(&chunk, settings.max_message_size) {
+                    return Status::Continue;
+                }
+                if was_over {
+                    return if session.skip { Status::Skip } else { Status::Continue };
+                }
+                too_large(&qid, &settings, session, &mut cx.reply)
+            })
+        })
+        .on_eom(move |cx| {
+            let shared = s_eom.clone();
+            Box::pin(async move { end_of_message(&shared, cx).await })
+        })
+        .on_abort(|cx| {
+            Box::pin(async move {
+                if let Some(s) = cx.data.as_mut() {
+                    s.reset_message();
+                }
+                Status::Continue
+            })
+        })
+        .on_close(|_cx| Box::pin(async { Status::Continue }))
+}
+
+/// Answer a message over the size limit (early where the policy allows it).
+fn too_large(qid: &str, settings: &MilterConfig, session: &mut Session, reply: &mut indymilter::SmtpReply) -> Status {
+    let answer = verdict::for_too_large(settings.max_message_size, &Policies::from(settings));
+    warn!(
+        "{qid}: from={} message larger than max_message_size ({} bytes); answer={}",
+        session.sender,
+        settings.max_message_size,
+        answer.name()
+    );
+    match early_status(&answer, reply) {
+        Some(status) => {
+            session.reset_message();
+            status
+        }
+        // Quarantine happens at end of message; stop reading the body meanwhile.
+        None if session.skip => Status::Skip,
+        None => Status::Continue,
+    }
+}
+
+async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> Status {
+    let qid = queue_id(&cx.macros);
+    let settings = shared.settings();
+    let policies = Policies::from(&*settings);
+    let Some(session) = cx.data.as_mut() else {
+        return Status::Continue;
+    };
+    if !scope(shared, session) {
+        session.reset_message();
+        return Status::Accept;
+    }
+    let started = session.started.unwrap_or_else(Instant::now);
+    let plan = if session.too_large {
+        EomPlan {
+            answer: verdict::for_too_large(settings.max_message_size, &policies),
+            headers: Vec::new(),
+            delete_rcpts: Vec::new(),
+        }
+    } else {
+        let envelope = Envelope {
+            sender: bare_address(&session.sender),
+            recipients: session.rcpts.iter().map(|r| bare_address(r)).collect(),
+            queue_id: (qid != "NOQUEUE").then(|| qid.clone()),
+            client_addr: session.client,
+            auth_user: session.auth_user.clone(),
+            received_at: chrono::Utc::now(),
+        };
+        let raw = std::mem::take(&mut session.raw);
+        let engine = shared.engine.clone();
+        let deadline = Duration::from_secs(settings.eom_timeout);
+        let work = tokio::task::spawn_blocking(move || {
+            let r = engine.process(&envelope, &raw, Options::default());
+            (r, envelope)
+        });
+        let failure = match tokio::time::timeout(deadline, work).await {
+            Ok(Ok((Ok(outcomes), envelope))) => {
+                let snapshot = shared.engine.snapshot();
+                let handling = |o: &Outcome| {
+                    snapshot
+                        .mailbox_for(&o.mailbox)
+                        .map_or(AfterConversion::Deliver, |m| m.after_conversion)
+                };
+                let plan = verdict::for_outcomes(&outcomes, &session.rcpts, &handling, &policies, settings.add_header);
+                log_outcomes(&qid, &envelope, &outcomes, &plan, started);
+                Ok(plan)
+            }
+            Ok(Ok((Err(e @ Error::Database(_)), _))) => Err(Failure::Database(e.to_string())),
+            Ok(Ok((Err(e), _))) => Err(Failure::Internal(e.to_string())),
+            Ok(Err(join)) => Err(Failure::Internal(format!("conversion task failed: {join}"))),
+            Err(_) => Err(Failure::Timeout(deadline)),
+        };
+        match failure {
+            Ok(plan) => plan,
+            Err(f) => {
+                let plan = verdict::for_failure(&f, &policies);
+                error!(
+                    "{qid}: from={} {}; answer={}{}",
+                    session.sender,
+                    match &f {
+                        Failure::Database(e) | Failure::Internal(e) => e.clone(),
+                        Failure::Timeout(d) => format!("conversion did not finish within {} s", d.as_secs()),
+                    },
+                    plan.answer.name(),
+                    reply_suffix(&plan.answer)
+                );
+                plan
+            }
+        }
+    };
+    session.reset_message();
+    apply_plan(&qid, cx, plan).await
+}
+
+fn reply_suffix(a: &Answer) -> String {
+    match a {
+        Answer::Reject(r) | Answer::Tempfail(r) => format!(" ({} {} {})", r.code, r.ext, r.text),
+        Answer::Quarantine(why) => format!(" ({why})"),
+        _ => String::new(),
+    }
+}
+
+/// Carry out an end-of-message plan with the MTA.
+async fn apply_plan(qid: &str, cx: &mut EomContext<Session>, plan: EomPlan) -> Status {
+    if matches!(plan.answer, Answer::Accept | Answer::Quarantine(_)) {
+        for (name, value) in &plan.headers {
+            if let Err(e) = cx.actions.add_header(name.as_str(), value.as_str()).await {
+                error!("{qid}: cannot add header {name}: {e}; answer=tempfail");
+                return Status::Tempfail;
+            }
+        }
+        for r in &plan.delete_rcpts {
+            if let Err(e) = cx.actions.delete_recipient(r.as_str()).await {
+                error!("{qid}: cannot delete recipient {r}: {e}; answer=tempfail");
+                return Status::Tempfail;
+            }
+        }
+    }
+    match &plan.answer {
+        Answer::Quarantine(why) => {
+            if let Err(e) = cx.actions.quarantine(why.as_str()).await {
+                error!("{qid}: cannot quarantine: {e}; answer=tempfail");
+                return Status::Tempfail;
+            }
+            Status::Accept
+        }
+        other => early_status(other, &mut cx.reply).unwrap_or(Status::Accept),
+    }
+}
+
+/// One line per mailbox outcome, prefixed with the queue id, key=value.
+fn log_outcomes(qid: &str, env: &Envelope, outcomes: &[Outcome], plan: &EomPlan, started: Instant) {
+    let ms = started.elapsed().as_millis();
+    for o in outcomes {
+        let ticket = o.object.as_ref().and_then(|x| x.ticket_number.as_deref()).unwrap_or("-");
+        let mut line = format!(
+            "{qid}: mailbox={} from=<{}> action={} ticket={ticket} tags={} ms={ms} answer={}",
+            o.mailbox,
+            env.sender,
+            o.outcome.as_str(),
+            if o.tags.is_empty() { "-".to_string() } else { o.tags.join(",") },
+            plan.answer.name()
+        );
+        if !plan.delete_rcpts.is_empty() && o.outcome != Verdict::Rejected {
+            line.push_str(&format!(" removed={}", plan.delete_rcpts.join(",")));
+        }
+        if let Some(r) = &o.reason {
+            line.push_str(&format!(" reason=\"{}\"", verdict::reply_text(r)));
+        }
+        match o.outcome {
+            Verdict::Rejected => warn!("{line}{}", reply_suffix(&plan.answer)),
+            _ => info!("{line}"),
+        }
+    }
+}
+
+/// Serve milter connections on `listener` until `shutdown` resolves; then stop accepting, let
+/// messages in flight finish, and return.
+pub async fn serve(
+    listener: socket::MilterListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future,
+) -> std::io::Result<()> {
+    let config = indymilter::Config {
+        max_connections: shared.settings().max_connections,
+        ..Default::default()
+    };
+    indymilter::run(listener, callbacks(shared), config, shutdown).await
+}
+
+/// What `ticketmilter run` needs to start.
+pub struct DaemonArgs {
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+    /// Database URL (command line or config).
+    pub database: String,
+    /// Socket from the command line, overriding the config.
+    pub socket: Option<String>,
+}
+
+/// The daemon: bind, serve, reload on SIGHUP and on SQL changes, stop on SIGTERM/SIGINT.
+pub fn run_daemon(args: DaemonArgs) -> crate::error::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ticketmilter")
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))?;
+    let result = runtime.block_on(daemon(args));
+    // Let conversions still running on the blocking pool commit before the process ends.
+    runtime.shutdown_timeout(Duration::from_secs(30));
+    result
+}
+
+async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let DaemonArgs { config, config_path, database, socket } = args;
+    let socket_text = socket.clone().unwrap_or_else(|| config.milter.socket.clone());
+    let spec = socket::SocketSpec::parse(&socket_text).map_err(Error::Config)?;
+    let mode = u32::from_str_radix(config.milter.socket_mode.trim_start_matches("0o"), 8)
+        .map_err(|_| Error::Config(format!("milter.socket_mode {:?} is not octal", config.milter.socket_mode)))?;
+    let perms = socket::UnixPerms {
+        mode,
+        group: Some(config.milter.socket_group.clone()).filter(|g| !g.is_empty()),
+    };
+
+    let store_opts = config.store_options();
+    let store = tokio::task::spawn_blocking(move || -> crate::error::Result<crate::store::Store> {
+        let store = crate::store::Store::open(&database, store_opts)?;
+        store.migrate()?;
+        Ok(store)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    let engine = Arc::new(tokio::task::spawn_blocking(move || Engine::new(store)).await.map_err(|e| Error::Internal(e.to_string()))??);
+    for p in &engine.snapshot().problems {
+        warn!("configuration: {p}");
+    }
+
+    let listener = socket::bind(&spec, &perms).await.map_err(|e| Error::Config(format!("cannot listen on {socket_text}: {e}")))?;
+    let shared = Shared::new(engine.clone(), config.milter.clone());
+    let mailboxes: Vec<String> = engine.snapshot().mailboxes().iter().map(|m| m.address.clone()).collect();
+    info!(
+        "ticketmilter {} listening on {} (database {}; mailboxes: {})",
+        env!("CARGO_PKG_VERSION"),
+        listener.describe(),
+        engine.store().url().redacted(),
+        if mailboxes.is_empty() { "none".to_string() } else { mailboxes.join(", ") }
+    );
+
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Internal(e.to_string()))?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+
+    // Signals and periodic SQL reloads.
+    let control_shared = shared.clone();
+    let control = tokio::spawn(async move {
+        let shared = control_shared;
+        let interval = shared.settings().reload_interval;
+        let mut tick = tokio::time::interval(Duration::from_secs(interval.max(1)));
+        tick.tick().await;
+        let mut current = config;
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading the configuration");
+                    if let Some(path) = &config_path {
+                        match Config::load(path, true) {
+                            Ok(new) => {
+                                if new.milter.socket != current.milter.socket || new.database.url != current.database.url {
+                                    warn!("socket and database changes take effect after a restart");
+                                }
+                                shared.set_settings(new.milter.clone());
+                                current = new;
+                            }
+                            Err(e) => error!("{e}; keeping the previous configuration"),
+                        }
+                    }
+                    reload_sql(&shared, true).await;
+                }
+                _ = tick.tick(), if interval > 0 => reload_sql(&shared, false).await,
+                _ = term.recv() => { info!("SIGTERM: finishing messages in flight, then exiting"); break; }
+                _ = int.recv() => { info!("SIGINT: finishing messages in flight, then exiting"); break; }
+            }
+        }
+        let _ = stop_tx.send(());
+    });
+
+    let served = serve(listener, shared, async {
+        let _ = stop_rx.await;
+    })
+    .await;
+    control.abort();
+    info!("ticketmilter stopped");
+    served.map_err(|e| Error::Internal(format!("the listener failed: {e}")))
+}
+
+async fn reload_sql(shared: &Arc<Shared>, always: bool) {
+    let engine = shared.engine.clone();
+    let result = tokio::task::spawn_blocking(move || engine.reload_if_changed(always)).await;
+    match result {
+        Ok(Ok(Some(snapshot))) => {
+            let names: Vec<String> = snapshot.mailboxes().iter().map(|m| m.address.clone()).collect();
+            info!("SQL configuration reloaded: {} mailbox(es) ({}), {} tag(s)", names.len(), names.join(", "), snapshot.tags.len());
+            for p in &snapshot.problems {
+                warn!("configuration: {p}");
+            }
+        }
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => warn!("cannot reload the SQL configuration: {e}; keeping the previous one"),
+        Err(e) => warn!("cannot reload the SQL configuration: {e}"),
+    }
+}
