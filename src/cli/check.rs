@@ -31,6 +31,7 @@ pub fn run(ctx: &Context) -> Result<i32> {
             }
         }
     }
+    check_socket(&ctx.config.milter.socket, &mut problems, &mut notes);
     for n in &notes {
         println!("ok: {n}");
     }
@@ -44,6 +45,71 @@ pub fn run(ctx: &Context) -> Result<i32> {
         println!("{} problem(s) found", problems.len());
         Ok(1)
     }
+}
+
+/// Is the milter socket usable: already served (a running daemon), or free to bind?
+fn check_socket(spec: &str, problems: &mut Vec<String>, notes: &mut Vec<String>) {
+    use crate::milter::socket::SocketSpec;
+    let parsed = match SocketSpec::parse(spec) {
+        Ok(s) => s,
+        Err(e) => {
+            problems.push(format!("milter socket: {e}"));
+            return;
+        }
+    };
+    match &parsed {
+        SocketSpec::Unix(path) => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                notes.push(format!("milter socket {spec} answers (a milter is running)"));
+                return;
+            }
+            let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+            if !dir.is_dir() {
+                problems.push(format!("milter socket {spec}: directory {} does not exist", dir.display()));
+            } else if std::fs::metadata(dir).map(|m| m.permissions().readonly()).unwrap_or(true)
+                || tempfile_in(dir).is_err()
+            {
+                problems.push(format!("milter socket {spec}: directory {} is not writable for this user", dir.display()));
+            } else if path.exists() && !is_socket(path) {
+                problems.push(format!("milter socket {spec}: {} exists and is not a socket", path.display()));
+            } else {
+                notes.push(format!("milter socket {spec} can be created"));
+            }
+        }
+        SocketSpec::Inet { host, port, .. } => {
+            let addr = format!("{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() });
+            let resolved: Vec<std::net::SocketAddr> = match std::net::ToSocketAddrs::to_socket_addrs(&addr) {
+                Ok(a) => a.collect(),
+                Err(e) => {
+                    problems.push(format!("milter socket {spec}: cannot resolve {host}: {e}"));
+                    return;
+                }
+            };
+            let Some(first) = resolved.first() else {
+                problems.push(format!("milter socket {spec}: {host} has no address"));
+                return;
+            };
+            if std::net::TcpStream::connect_timeout(first, std::time::Duration::from_secs(1)).is_ok() {
+                notes.push(format!("milter socket {spec} answers (a milter is running)"));
+            } else {
+                match std::net::TcpListener::bind(first) {
+                    Ok(_) => notes.push(format!("milter socket {spec} can be bound")),
+                    Err(e) => problems.push(format!("milter socket {spec}: cannot listen on {first}: {e}")),
+                }
+            }
+        }
+    }
+}
+
+fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".ticketmilter-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(&probe)
+}
+
+fn is_socket(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false)
 }
 
 fn check_conf(rows: ConfRows, problems: &mut Vec<String>, notes: &mut Vec<String>) {
