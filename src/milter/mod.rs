@@ -132,7 +132,8 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                         actions
                     );
                 }
-                cx.requested_actions = needed;
+                // Ask also for what a reload may need later, when the MTA offers it.
+                cx.requested_actions = needed | (actions & (Actions::ADD_HEADER | Actions::QUARANTINE));
                 let mut session = Session::default();
                 for (opt, flag) in [
                     (ProtoOpts::LEADING_SPACE, &mut session.leading_space),
@@ -221,7 +222,11 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                     return Status::Accept;
                 }
                 if session.too_large {
-                    return too_large(&qid, &settings, session, &mut cx.reply);
+                    // Skip is an answer for body chunks only: at end of header, continue.
+                    return match too_large(&qid, &settings, session, &mut cx.reply) {
+                        Status::Skip => Status::Continue,
+                        other => other,
+                    };
                 }
                 session.end_of_header();
                 Status::Continue
@@ -400,8 +405,14 @@ fn log_outcomes(qid: &str, env: &Envelope, outcomes: &[Outcome], plan: &EomPlan,
             if o.tags.is_empty() { "-".to_string() } else { o.tags.join(",") },
             plan.answer.name()
         );
-        if !plan.delete_rcpts.is_empty() && o.outcome != Verdict::Rejected {
-            line.push_str(&format!(" removed={}", plan.delete_rcpts.join(",")));
+        let removed: Vec<&str> = plan
+            .delete_rcpts
+            .iter()
+            .filter(|r| session::bare_address(r).eq_ignore_ascii_case(&o.rcpt))
+            .map(String::as_str)
+            .collect();
+        if !removed.is_empty() {
+            line.push_str(&format!(" removed={}", removed.join(",")));
         }
         if let Some(r) = &o.reason {
             line.push_str(&format!(" reason=\"{}\"", verdict::reply_text(r)));

@@ -99,6 +99,26 @@ fn by_policy(policy: Policy, reject: Reply, tempfail: Reply, why: &str) -> Answe
     }
 }
 
+/// A byte count for people: "30 MB", "1.5 MB", "20 KB", "900 bytes" (1 MB = 1024 KB).
+pub fn human_size(n: u64) -> String {
+    const KB: u64 = 1024;
+    const MB: u64 = 1024 * 1024;
+    let scaled = |unit: u64, name: &str| {
+        if n % unit == 0 {
+            format!("{} {name}", n / unit)
+        } else {
+            format!("{:.1} {name}", n as f64 / unit as f64)
+        }
+    };
+    if n >= MB {
+        scaled(MB, "MB")
+    } else if n >= KB {
+        scaled(KB, "KB")
+    } else {
+        format!("{n} bytes")
+    }
+}
+
 /// Why the end-of-message work did not produce outcomes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -136,8 +156,7 @@ pub fn for_failure(f: &Failure, p: &Policies) -> EomPlan {
 
 /// The answer when a message exceeds the size limit.
 pub fn for_too_large(limit: u64, p: &Policies) -> Answer {
-    let mb = limit as f64 / (1024.0 * 1024.0);
-    let text = format!("ticketmilter: message too large for ticket conversion (limit {mb:.0} MB)");
+    let text = format!("ticketmilter: message too large for ticket conversion (limit {})", human_size(limit));
     by_policy(
         p.on_too_large,
         Reply { code: "552", ext: "5.3.4", text: reply_text(&text) },
@@ -321,6 +340,15 @@ mod tests {
             for_too_large(30 * 1024 * 1024, &p()),
             Answer::Reject(Reply { code: "552", ext: "5.3.4", text: "ticketmilter: message too large for ticket conversion (limit 30 MB)".into() })
         );
+    }
+
+    #[test]
+    fn sizes_for_people() {
+        assert_eq!(human_size(30 * 1024 * 1024), "30 MB");
+        assert_eq!(human_size(1536 * 1024), "1.5 MB");
+        assert_eq!(human_size(20000), "19.5 KB");
+        assert_eq!(human_size(4096), "4 KB");
+        assert_eq!(human_size(1000), "1000 bytes");
     }
 
     #[test]

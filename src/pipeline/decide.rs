@@ -40,14 +40,28 @@ pub fn sender_address(inbound: &Inbound, envelope: &Envelope) -> Option<String> 
         .or_else(|| (!envelope.sender.is_empty()).then(|| envelope.sender.clone()))
 }
 
+/// Longest title kept (as Autotask: 255); the full subject stays in the stored message.
+pub const MAX_TITLE_CHARS: usize = 255;
+
+/// A subject as a title: trimmed, at most `MAX_TITLE_CHARS` characters (cut ones end in "…").
+pub fn title_of(subject: &str) -> String {
+    let t = subject.trim();
+    if t.chars().count() <= MAX_TITLE_CHARS {
+        return t.to_string();
+    }
+    let mut s: String = t.chars().take(MAX_TITLE_CHARS - 1).collect();
+    s.push('…');
+    s
+}
+
 /// Title of a ticket made from a message: the subject, or `New Ticket - <date>` without one.
 pub fn ticket_title(subject: &str, received_at: DateTime<Utc>, snapshot: &Snapshot) -> String {
-    let t = subject.trim();
+    let t = title_of(subject);
     if t.is_empty() {
         let local = snapshot.settings.time_zone.local(received_at);
         format!("New Ticket - {}", local.format("%Y-%m-%d %H:%M"))
     } else {
-        t.to_string()
+        t
     }
 }
 
@@ -167,7 +181,7 @@ pub fn decide(
     plan.action = match target {
         Some(ticket) => Action::AddTicketNote(NewTicketNote {
             ticket: ticket.clone(),
-            title: inbound.subject.trim().to_string(),
+            title: title_of(&inbound.subject),
             body: inbound.text.clone(),
             body_html: inbound.html.clone(),
             author_contact_id: plan.attribution.contact.as_ref().map(|c| c.id),
@@ -461,6 +475,15 @@ mod tests {
         inb.headers.push(("sensitivity".into(), "Company-Confidential".into()));
         let p = run(&inb, &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
         assert!(matches!(p.action, Action::CreateTicket(_)));
+    }
+
+    #[test]
+    fn long_subjects_are_cut_to_255_characters() {
+        let long = "ü".repeat(300);
+        let p = run(&inbound("alice@example.com", &long, ""), &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
+        let Action::CreateTicket(t) = p.action else { panic!() };
+        assert_eq!(t.title.chars().count(), 255);
+        assert!(t.title.ends_with('…'));
     }
 
     #[test]
