@@ -216,7 +216,13 @@ impl Answer {
     }
 
     /// Values of the X-Ticketmilter header fields added.
+    /// X-Ticketmilter values as the MTA writes them (the space after the colon removed).
     fn ticket_headers(&self) -> Vec<String> {
+        self.raw_ticket_headers().into_iter().map(|v| v.strip_prefix(' ').map(str::to_string).unwrap_or(v)).collect()
+    }
+
+    /// X-Ticketmilter values exactly as sent to the MTA.
+    fn raw_ticket_headers(&self) -> Vec<String> {
         self.actions
             .iter()
             .filter_map(|a| match a {
@@ -825,6 +831,8 @@ async fn folded_8bit_headers_arrive_intact_with_and_without_leading_space() {
         let a = send(&mut c, &mail).await;
         assert_eq!(a.status, Status::Accept, "{a:?}");
         let number = a.number(SUPPORT, "created");
+        // With the leading-space option the MTA inserts the value verbatim: the space is ours.
+        assert_eq!(a.raw_ticket_headers()[0].starts_with(' '), leading_space, "{a:?}");
         c.close().await.unwrap();
 
         let title = text(&m.db, &format!("SELECT title AS t FROM tickets WHERE number = '{number}'"));

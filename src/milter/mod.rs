@@ -352,8 +352,9 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
             }
         }
     };
+    let leading_space = session.leading_space;
     session.reset_message();
-    apply_plan(&qid, cx, plan).await
+    apply_plan(&qid, cx, plan, leading_space).await
 }
 
 fn reply_suffix(a: &Answer) -> String {
@@ -365,10 +366,13 @@ fn reply_suffix(a: &Answer) -> String {
 }
 
 /// Carry out an end-of-message plan with the MTA.
-async fn apply_plan(qid: &str, cx: &mut EomContext<Session>, plan: EomPlan) -> Status {
+/// With the leading-space option negotiated the MTA inserts header values verbatim, so the
+/// space after the colon is ours to write.
+async fn apply_plan(qid: &str, cx: &mut EomContext<Session>, plan: EomPlan, leading_space: bool) -> Status {
     if matches!(plan.answer, Answer::Accept | Answer::Quarantine(_)) {
         for (name, value) in &plan.headers {
-            if let Err(e) = cx.actions.add_header(name.as_str(), value.as_str()).await {
+            let value = if leading_space { format!(" {value}") } else { value.clone() };
+            if let Err(e) = cx.actions.add_header(name.as_str(), value).await {
                 error!("{qid}: cannot add header {name}: {e}; answer=tempfail");
                 return Status::Tempfail;
             }

@@ -1,0 +1,379 @@
+//! End to end through a real, private Postfix: swaks → Postfix smtpd → ticketmilter (the built
+//! binary, on a SQLite database loaded with tests/fixtures/directory.sql) → Postfix queue →
+//! smtp-sink. Every test starts its own instance on its own ports and directory (see
+//! tests/support/mod.rs), so the tests run in parallel; everything is stopped and removed when a
+//! test ends, also when it fails (then the milter log and Postfix's maillog are printed).
+//!
+//! Needs root and the Debian packages `postfix` and `swaks`; a missing tool fails the test
+//! with the package to install (it never skips).
+
+mod support;
+
+use support::{Env, MAX_MESSAGE_SIZE, header_values, log_field, message, unique_id};
+
+const ALICE: &str = "alice@example.com";
+const SUPPORT: &str = "support@msp.example";
+const ALERTS: &str = "alerts@msp.example";
+const BOB: &str = "bob@elsewhere.example";
+
+fn tickets_titled(env: &Env, title: &str) -> i64 {
+    env.count("SELECT count(*) AS n FROM tickets WHERE title = ?", &[title])
+}
+
+fn processed(env: &Env, mid: &str) -> i64 {
+    env.count("SELECT count(*) AS n FROM processed_messages WHERE message_id = ?", &[mid])
+}
+
+/// A message to support@ becomes a ticket; the queue id ties the milter's line to Postfix's.
+#[test]
+fn message_to_support_becomes_a_ticket() {
+    let env = Env::start();
+    let mid = unique_id("new-ticket");
+    let subject = "Printer on floor 3 prints blank pages";
+    let msg = message(
+        "Alice Example <alice@example.com>",
+        SUPPORT,
+        subject,
+        &mid,
+        &[],
+        "Hello,\nthe printer on floor 3 only prints blank pages since this morning.\nAlice",
+    );
+    let sent = env.send(ALICE, &[SUPPORT], &msg);
+    assert!(sent.reply().starts_with("250 "), "expected 250 for the message; swaks said:\n{}", sent.output);
+    let qid = sent.queued();
+
+    // The milter's line carries Postfix's queue id and names the new ticket.
+    let line = env.milter_line(&qid, SUPPORT);
+    assert_eq!(log_field(&line, "action").as_deref(), Some("created"), "milter line: {line}");
+    assert_eq!(log_field(&line, "from").as_deref(), Some("<alice@example.com>"), "milter line: {line}");
+    assert_eq!(log_field(&line, "answer").as_deref(), Some("accept"), "milter line: {line}");
+    let number = log_field(&line, "ticket").expect("ticket= in the milter line");
+    assert!(
+        number.len() == 14 && number.starts_with('T') && number.as_bytes()[9] == b'.',
+        "ticket number {number:?} is not TYYYYMMDD.NNNN (line: {line})"
+    );
+    assert!(
+        log_field(&line, "tags").is_some_and(|t| t.split(',').any(|t| t == "Printer")),
+        "tag Printer expected: {line}"
+    );
+
+    // The same queue id in Postfix's own log: this message, received, relayed to the sink.
+    env.wait_maillog(&qid, &format!("message-id=<{mid}>"));
+    env.wait_maillog(&qid, &format!("to=<{SUPPORT}>"));
+    let sent_line = env.wait_maillog(&qid, "status=");
+    assert!(sent_line.contains("status=sent"), "Postfix did not relay {qid}: {sent_line}");
+
+    // The relayed copy carries the header with the ticket number.
+    let copy = env.relayed_one(&qid, &mid);
+    assert_eq!(
+        header_values(&copy, "X-Ticketmilter"),
+        vec![format!("{SUPPORT} created {number}")],
+        "X-Ticketmilter of the relayed copy:\n{copy}"
+    );
+    assert_eq!(header_values(&copy, "X-Rcpt-Args").len(), 1, "one recipient relayed:\n{copy}");
+
+    // The database: the ticket, and the processed-message record with Postfix's queue id.
+    let list = env.admin(&["ticket", "list"]);
+    assert!(
+        list.lines().any(|l| l.contains(&number) && l.contains(subject)),
+        "`ticket list` does not show {number} {subject:?}:\n{list}"
+    );
+    let t = env.ticket(&number);
+    assert_eq!(t["number"], number.as_str(), "ticket show: {t:#}");
+    assert_eq!(t["title"], subject, "ticket show: {t:#}");
+    assert_eq!(t["company"], "Example Corp", "ticket show: {t:#}");
+    assert_eq!(t["mailbox"], SUPPORT, "ticket show: {t:#}");
+    assert!(t["description"].as_str().unwrap_or("").contains("only prints blank pages"), "ticket show: {t:#}");
+    assert_eq!(
+        env.count("SELECT count(*) AS n FROM processed_messages WHERE message_id = ? AND queue_id = ?", &[&mid, &qid]),
+        1,
+        "processed_messages should record <{mid}> once, with queue id {qid}"
+    );
+}
+
+/// `--after-conversion remove`: the mailbox copy is dropped, the other recipient still gets it.
+#[test]
+fn removed_mailbox_copy_is_relayed_only_to_the_others() {
+    let env = Env::start();
+    let logged = env.milter_log().len();
+    env.admin(&["mailbox", "set", SUPPORT, "--after-conversion", "remove"]);
+    // reload_interval = 1: the milter picks the SQL change up within about a second.
+    support::wait_for("the milter to reload the SQL configuration", support::EVENT_TIMEOUT, || {
+        env.milter_log().get(logged..).is_some_and(|new| new.contains("SQL configuration reloaded")).then_some(())
+    });
+
+    let mid = unique_id("remove");
+    let subject = "VPN disconnects after the update";
+    let msg = message(ALICE, &format!("{SUPPORT}, {BOB}"), subject, &mid, &[], "The VPN drops after the update.");
+    let sent = env.send(ALICE, &[SUPPORT, BOB], &msg);
+    let qid = sent.queued();
+
+    let line = env.milter_line(&qid, SUPPORT);
+    assert_eq!(log_field(&line, "action").as_deref(), Some("created"), "milter line: {line}");
+    assert_eq!(log_field(&line, "answer").as_deref(), Some("accept"), "milter line: {line}");
+    assert_eq!(log_field(&line, "removed").as_deref(), Some("<support@msp.example>"), "milter line: {line}");
+    let number = log_field(&line, "ticket").expect("ticket= in the milter line");
+
+    // Relayed to bob only: the sink saw one RCPT TO, Postfix logged a delivery to bob alone.
+    let copy = env.relayed_one(&qid, &mid);
+    let rcpts = header_values(&copy, "X-Rcpt-Args");
+    assert_eq!(rcpts.len(), 1, "exactly one RCPT TO at the sink:\n{copy}");
+    assert!(rcpts[0].starts_with(&format!("<{BOB}>")), "the sink's RCPT TO should be bob: {rcpts:?}");
+    let log = env.maillog_lines(&qid).join("\n");
+    assert!(
+        log.contains(&format!("to=<{BOB}>")) && log.contains("status=sent"),
+        "no delivery to bob in the maillog:\n{log}"
+    );
+    assert!(!log.contains(&format!("to=<{SUPPORT}>")), "Postfix delivered the support@ copy:\n{log}");
+
+    let t = env.ticket(&number);
+    assert_eq!(t["title"], subject, "ticket show: {t:#}");
+    assert_eq!(tickets_titled(&env, subject), 1);
+}
+
+/// Mail only for other recipients is accepted before its body is read: no line, no ticket,
+/// no record, no header. Its body is larger than max_message_size: had the milter read it, the
+/// message would have been refused with 552.
+#[test]
+fn mail_for_other_recipients_passes_untouched() {
+    let env = Env::start();
+    let tickets_before = env.count("SELECT count(*) AS n FROM tickets", &[]);
+    let mid = unique_id("not-ours");
+    let subject = "Printer offer for your office";
+    let body = format!(
+        "Printer paper, cheap.\n{}",
+        "0123456789 abcdefghijklmnopqrstuvwxyz 0123456789\n".repeat(MAX_MESSAGE_SIZE / 40)
+    );
+    assert!(body.len() > MAX_MESSAGE_SIZE);
+    // old@msp.example is an inactive mailbox: not ours either.
+    let msg = message(ALICE, &format!("{BOB}, old@msp.example"), subject, &mid, &[], &body);
+    let sent = env.send(ALICE, &[BOB, "old@msp.example"], &msg);
+    assert!(sent.reply().starts_with("250 "), "expected 250; swaks said:\n{}", sent.output);
+    let qid = sent.queued();
+
+    let copy = env.relayed_one(&qid, &mid);
+    assert!(
+        header_values(&copy, "X-Ticketmilter").is_empty(),
+        "the relayed copy has an X-Ticketmilter header:\n{}",
+        &copy[..copy.len().min(2000)]
+    );
+    assert_eq!(header_values(&copy, "X-Rcpt-Args").len(), 2, "both recipients relayed");
+    assert!(copy.contains("0123456789 abcdefghijklmnopqrstuvwxyz 0123456789"), "the body arrived");
+
+    assert_eq!(env.milter_lines(&qid), Vec::<String>::new(), "the milter logged lines for {qid}");
+    assert_eq!(processed(&env, &mid), 0, "a processed_messages row for <{mid}>");
+    assert_eq!(tickets_titled(&env, subject), 0);
+    assert_eq!(env.count("SELECT count(*) AS n FROM tickets", &[]), tickets_before, "the number of tickets changed");
+}
+
+/// A mailbox that refuses unknown senders: 550 5.7.1 with the reason at the SMTP client; with
+/// another recipient present the message goes to that recipient only.
+#[test]
+fn unknown_sender_is_rejected_with_the_reason() {
+    let env = Env::start();
+    let stranger = "stranger@unknown.example";
+    let mid = unique_id("stranger");
+    let subject = "Disk full on backup server";
+    let msg = message(stranger, ALERTS, subject, &mid, &[], "The backup disk is full.");
+    let sent = env.send(stranger, &[ALERTS], &msg);
+    let reply = sent.reply();
+    assert!(reply.starts_with("550 5.7.1 "), "expected 550 5.7.1; swaks said:\n{}", sent.output);
+    assert!(sent.output.contains("<** 550 5.7.1 "), "swaks output lacks the 550:\n{}", sent.output);
+    assert!(reply.contains(stranger), "the reply should name the sender: {reply}");
+    assert!(sent.queue_id().is_none(), "the message must not be queued");
+
+    // The reply text is the milter's reason, word for word.
+    let line = support::wait_for("the milter's rejection line", support::EVENT_TIMEOUT, || {
+        env.milter_log()
+            .lines()
+            .find(|l| l.contains(&format!("mailbox={ALERTS} from=<{stranger}>")))
+            .map(str::to_string)
+    });
+    assert_eq!(log_field(&line, "action").as_deref(), Some("rejected"), "milter line: {line}");
+    let reason = line.split("reason=\"").nth(1).and_then(|r| r.split('"').next()).expect("reason= in the milter line");
+    assert_eq!(reply, format!("550 5.7.1 {reason}"), "the client should get the milter's reason");
+    assert!(env.maillog().contains("milter-reject: END-OF-MESSAGE"), "no milter-reject in the maillog");
+    assert_eq!(tickets_titled(&env, subject), 0);
+    assert_eq!(processed(&env, &mid), 0);
+
+    // With bob as well: accepted, relayed to bob only.
+    let mid2 = unique_id("stranger-and-bob");
+    let msg = message(stranger, &format!("{ALERTS}, {BOB}"), subject, &mid2, &[], "The backup disk is full.");
+    let sent = env.send(stranger, &[ALERTS, BOB], &msg);
+    let qid = sent.queued();
+    let copy = env.relayed_one(&qid, &mid2);
+    let rcpts = header_values(&copy, "X-Rcpt-Args");
+    assert!(rcpts.len() == 1 && rcpts[0].starts_with(&format!("<{BOB}>")), "only bob should get it: {rcpts:?}");
+    assert_eq!(tickets_titled(&env, subject), 0);
+}
+
+/// The database unavailable (SQLite's write lock held elsewhere): the SMTP client gets 451
+/// 4.3.0; with Postfix as the client (the front smtpd forwards through its queue) the message
+/// stays deferred; after repair a flush delivers it, and it makes exactly one ticket.
+#[test]
+fn database_unavailable_tempfails_and_a_retry_makes_one_ticket() {
+    let env = Env::start();
+    let mid = unique_id("db-down");
+    let subject = "Outlook keeps asking for the password";
+    let msg = message(ALICE, SUPPORT, subject, &mid, &[], "Outlook asks for my password every five minutes.");
+
+    let lock = env.lock_database();
+
+    // 1. A direct SMTP client gets the 4xx.
+    let sent = env.send(ALICE, &[SUPPORT], &msg);
+    let reply = sent.reply();
+    assert!(
+        reply.starts_with("451 4.3.0 ") && reply.contains("database is unavailable"),
+        "expected 451 4.3.0 (database unavailable); swaks said:\n{}",
+        sent.output
+    );
+    // The milter really failed to write (not some other tempfail).
+    let failure = support::wait_for("the milter's database error line", support::EVENT_TIMEOUT, || {
+        env.milter_log()
+            .lines()
+            .find(|l| l.contains("database error") && l.contains("answer=tempfail"))
+            .map(str::to_string)
+    });
+    assert!(failure.contains("locked"), "unexpected database failure: {failure}");
+
+    // 2. Through Postfix's queue: the front smtpd accepts, forwards to the milter'd smtpd,
+    // gets 451 and keeps the message deferred.
+    let sent = env.swaks(env.front_port, ALICE, &[SUPPORT], &msg);
+    let front_qid = sent.queued();
+    let deferred = env.wait_maillog(&front_qid, "status=deferred");
+    assert!(deferred.contains("451 4.3.0"), "deferred for another reason: {deferred}");
+    let queue = env.postqueue_list();
+    assert!(
+        queue.contains(&front_qid) && queue.contains("451 4.3.0"),
+        "postqueue -p should list {front_qid} deferred with 451 4.3.0:\n{queue}"
+    );
+    assert_eq!(processed(&env, &mid), 0, "nothing may be recorded while the database is down");
+
+    // 3. Repair, flush: delivered, converted once.
+    lock.release();
+    env.postqueue_flush();
+    let sent_line = env.wait_maillog(&front_qid, "status=sent");
+    let inner_qid = sent_line
+        .split("queued as ")
+        .nth(1)
+        .map(|s| s.trim_end_matches(')').trim().to_string())
+        .unwrap_or_else(|| panic!("no inner queue id in {sent_line}"));
+    env.wait_removed(&front_qid);
+    let line = env.milter_line(&inner_qid, SUPPORT);
+    assert_eq!(log_field(&line, "action").as_deref(), Some("created"), "milter line: {line}");
+    let number = log_field(&line, "ticket").expect("ticket= in the milter line");
+    let copy = env.relayed_one(&inner_qid, &mid);
+    assert_eq!(header_values(&copy, "X-Ticketmilter"), vec![format!("{SUPPORT} created {number}")]);
+    let queue = env.postqueue_list();
+    assert!(!queue.contains(&front_qid), "{front_qid} is still queued:\n{queue}");
+
+    // 4. The client that got 451 retries too: a duplicate, still one ticket.
+    let sent = env.send(ALICE, &[SUPPORT], &msg);
+    let qid = sent.queued();
+    let line = env.milter_line(&qid, SUPPORT);
+    assert_eq!(log_field(&line, "action").as_deref(), Some("duplicate"), "milter line: {line}");
+    assert_eq!(log_field(&line, "ticket").as_deref(), Some(number.as_str()), "milter line: {line}");
+
+    assert_eq!(tickets_titled(&env, subject), 1, "exactly one ticket for <{mid}>");
+    assert_eq!(processed(&env, &mid), 1, "exactly one processed record for <{mid}>");
+    assert_eq!(
+        env.count("SELECT count(DISTINCT ticket_id) AS n FROM message_refs WHERE message_id = ?", &[&mid]),
+        1,
+        "the Message-ID should belong to one ticket"
+    );
+}
+
+/// Replies with the ticket number in the subject become notes: on a ticket made through
+/// Postfix a moment before, and on a fixture ticket.
+#[test]
+fn reply_with_the_number_becomes_a_note() {
+    let env = Env::start();
+    let mid = unique_id("original");
+    let subject = "Scanner does not send to e-mail";
+    let sent = env.send(ALICE, &[SUPPORT], &message(ALICE, SUPPORT, subject, &mid, &[], "Scanning to e-mail fails."));
+    let qid = sent.queued();
+    let number = log_field(&env.milter_line(&qid, SUPPORT), "ticket").expect("ticket number");
+
+    // A technician (resource) answers through Postfix.
+    let reply_mid = unique_id("reply");
+    let reply_subject = format!("Re: [{number}] {subject}");
+    let msg = message(
+        "Tina Tech <tina@msp.example>",
+        SUPPORT,
+        &reply_subject,
+        &reply_mid,
+        &[&format!("In-Reply-To: <{mid}>")],
+        "I reset the SMTP settings of the scanner; please try again.",
+    );
+    let sent = env.send("tina@msp.example", &[SUPPORT], &msg);
+    let qid = sent.queued();
+    let line = env.milter_line(&qid, SUPPORT);
+    assert_eq!(log_field(&line, "action").as_deref(), Some("note_added"), "milter line: {line}");
+    assert_eq!(log_field(&line, "ticket").as_deref(), Some(number.as_str()), "milter line: {line}");
+    let copy = env.relayed_one(&qid, &reply_mid);
+    assert_eq!(header_values(&copy, "X-Ticketmilter"), vec![format!("{SUPPORT} note_added {number}")]);
+
+    let t = env.ticket(&number);
+    let notes = t["notes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(notes.len(), 1, "one note on {number}: {t:#}");
+    assert_eq!(notes[0]["title"], reply_subject.as_str(), "note: {:#}", notes[0]);
+    assert!(notes[0]["body"].as_str().unwrap_or("").contains("reset the SMTP settings"), "note: {:#}", notes[0]);
+    assert_eq!(tickets_titled(&env, subject), 1, "the reply must not make a second ticket");
+
+    // A customer answers on the fixture ticket, with a German prefix.
+    let fixture = "T20261120.0001";
+    let mid = unique_id("fixture-reply");
+    let subject = format!("AW: [{fixture}] VPN drops every hour");
+    let sent = env.send(ALICE, &[SUPPORT], &message(ALICE, SUPPORT, &subject, &mid, &[], "It dropped again at 10:00."));
+    let qid = sent.queued();
+    let line = env.milter_line(&qid, SUPPORT);
+    assert_eq!(log_field(&line, "action").as_deref(), Some("note_added"), "milter line: {line}");
+    assert_eq!(log_field(&line, "ticket").as_deref(), Some(fixture), "milter line: {line}");
+    let t = env.ticket(fixture);
+    let notes = t["notes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n["title"] == subject.as_str() && n["body"].as_str().unwrap_or("").contains("dropped again")),
+        "no note {subject:?} on {fixture}: {t:#}"
+    );
+}
+
+/// A mailbox message over max_message_size is refused with 552 5.3.4 at the client.
+#[test]
+fn too_large_message_gets_552() {
+    let env = Env::start();
+    let mid = unique_id("too-large");
+    let subject = "Log files attached inline";
+    let body = "2026-11-27 10:00:00 backup job 4711 failed: device not ready\n".repeat(MAX_MESSAGE_SIZE / 50);
+    assert!(body.len() > MAX_MESSAGE_SIZE);
+    let sent = env.send(ALICE, &[SUPPORT], &message(ALICE, SUPPORT, subject, &mid, &[], &body));
+    let reply = sent.reply();
+    assert!(
+        reply.starts_with("552 5.3.4 ") && reply.contains("too large"),
+        "expected 552 5.3.4; swaks said:\n{}",
+        sent.output
+    );
+    assert!(sent.queue_id().is_none(), "the message must not be queued");
+    assert!(
+        env.milter_log().contains("message larger than max_message_size"),
+        "the milter did not log the size refusal"
+    );
+    assert_eq!(tickets_titled(&env, subject), 0);
+    assert_eq!(processed(&env, &mid), 0);
+}
+
+/// Postfix inserts an added header's value verbatim once the milter negotiated
+/// SMFIP_HDR_LEADSPC (ticketmilter does), so the value must bring its own leading space.
+#[test]
+fn added_header_has_a_space_after_the_colon() {
+    let env = Env::start();
+    let mid = unique_id("header-space");
+    let sent =
+        env.send(ALICE, &[SUPPORT], &message(ALICE, SUPPORT, "Keyboard missing keys", &mid, &[], "Two keys are gone."));
+    let qid = sent.queued();
+    let copy = env.relayed_one(&qid, &mid);
+    let raw =
+        copy.lines().find(|l| l.to_ascii_lowercase().starts_with("x-ticketmilter:")).expect("X-Ticketmilter header");
+    assert!(raw.starts_with("X-Ticketmilter: support@msp.example created T"), "raw header line: {raw:?}");
+}

@@ -1,0 +1,881 @@
+//! A private Postfix, an smtp-sink and the built ticketmilter for end-to-end tests.
+//!
+//! [`Env::start`] builds, in a fresh directory under /tmp:
+//! - a SQLite database loaded with tests/fixtures/directory.sql (`ticketmilter load`);
+//! - `smtp-sink -u postfix -d DIR/sink/%M. 127.0.0.1:SINKPORT 100`, which stores what Postfix
+//!   relays (one file per transaction, with `X-Rcpt-Args:` lines for the RCPT TOs);
+//! - `ticketmilter run --socket inet:127.0.0.1:MILTERPORT`, logging to DIR/milter.log;
+//! - a Postfix instance (`postfix -c DIR/pf start`, chroot `n`, its own queue, data directory
+//!   and maillog DIR/pf/maillog) with two smtpd services on 127.0.0.1:
+//!   * `smtp_port`: the milter (`smtpd_milters`) in front of the queue; relays to the sink;
+//!   * `front_port`: no milter; its mail is queued and forwarded (content_filter, transport
+//!     `tmfront`) to `smtp_port`, so that Postfix itself is the SMTP client of the milter'd
+//!     smtpd and keeps a tempfailed message deferred in its queue (as an upstream MX would).
+//!
+//! Every wait has a deadline; every external command runs under a timeout. Dropping the
+//! [`Env`] stops Postfix (`postfix -c DIR stop`, then its master by pid if it lingers), the
+//! milter and the sink, and removes the directory (kept when `TICKETMILTER_E2E_KEEP=1`). When
+//! the drop happens during a panic (a failed assertion), the tails of the milter log, Postfix's
+//! maillog and the sink log are printed first.
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, RunQueryDsl, SqliteConnection};
+
+/// Slack for one SMTP transaction or admin command.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long anything asynchronous (delivery, a log line, a reload) may take to show up.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The milter's `max_message_size` in these tests.
+pub const MAX_MESSAGE_SIZE: usize = 20_000;
+
+// ------------------------------------------------------------------------------------------
+// Tools
+// ------------------------------------------------------------------------------------------
+
+/// (program, Debian package) the tests need.
+const TOOLS: &[(&str, &str)] =
+    &[("postfix", "postfix"), ("postqueue", "postfix"), ("smtp-sink", "postfix"), ("swaks", "swaks")];
+
+/// The absolute path of `program`, searched in PATH and the sbin directories (Postfix's
+/// programs live in /usr/sbin, which a non-login PATH may lack). Panics naming the package.
+pub fn tool(program: &str) -> PathBuf {
+    let package = TOOLS.iter().find(|(p, _)| *p == program).map_or(program, |(_, pkg)| pkg);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    for d in ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        dirs.push(PathBuf::from(d));
+    }
+    for d in dirs {
+        let p = d.join(program);
+        if let Ok(m) = fs::metadata(&p) {
+            use std::os::unix::fs::PermissionsExt;
+            if m.is_file() && m.permissions().mode() & 0o111 != 0 {
+                return p;
+            }
+        }
+    }
+    let how = if std::env::var("TICKETMILTER_E2E").as_deref() == Ok("1") {
+        "TICKETMILTER_E2E=1 is set: the end-to-end tests must run"
+    } else {
+        "the Postfix end-to-end tests do not skip silently"
+    };
+    panic!(
+        "`{program}` is not installed, and {how}. Install the Debian package `{package}`: \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y {package}"
+    );
+}
+
+fn require_environment() {
+    for (program, _) in TOOLS {
+        tool(program);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!(
+            "the Postfix end-to-end tests must run as root: `postfix start` and `smtp-sink -u postfix` \
+             need it (the private instance touches nothing outside its temporary directory)"
+        );
+    }
+}
+
+/// (uid, gid) of the `postfix` user.
+fn postfix_user() -> (u32, u32) {
+    let name = CString::new("postfix").unwrap();
+    // SAFETY: getpwnam with a valid C string; the result is read immediately, single use.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        panic!("there is no `postfix` user: install the Debian package `postfix` (apt-get install -y postfix)");
+    }
+    // SAFETY: pw is non-null and points to a valid passwd record.
+    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+}
+
+// ------------------------------------------------------------------------------------------
+// Ports, processes, waiting
+// ------------------------------------------------------------------------------------------
+
+/// A free TCP port on 127.0.0.1 below the kernel's ephemeral range (32768+), so that no
+/// outgoing connection of Postfix can take it between choosing and binding. Ports are never
+/// handed out twice in one test process; the start differs per process (parallel runs).
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let start = (std::process::id() * 37) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        let given = given.get_or_insert_with(HashSet::new);
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 between {LOW} and {}", LOW + SPAN);
+}
+
+/// Poll `probe` every 50 ms until it gives a value; panic with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn text(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+static COMMAND_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Run `cmd` to completion within `timeout` (killed and a panic after that). Output goes to
+/// files in `scratch`, never to pipes: `postfix start` leaves a daemon that would inherit
+/// them and keep a reader waiting forever.
+pub fn run(cmd: &mut Command, timeout: Duration, scratch: &Path) -> Output {
+    let n = COMMAND_SEQ.fetch_add(1, Ordering::SeqCst);
+    let out_path = scratch.join(format!("cmd-{n}.out"));
+    let err_path = scratch.join(format!("cmd-{n}.err"));
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(File::create(&out_path).expect("command output file"))
+        .stderr(File::create(&err_path).expect("command error file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{desc} did not finish within {timeout:?}; output so far:\n{}{}",
+                    read_lossy(&out_path),
+                    read_lossy(&err_path)
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("waiting for {desc}: {e}"),
+        }
+    };
+    let out = Output { status, stdout: read_lossy(&out_path), stderr: read_lossy(&err_path) };
+    let _ = fs::remove_file(&out_path);
+    let _ = fs::remove_file(&err_path);
+    out
+}
+
+pub fn read_lossy(path: &Path) -> String {
+    let mut bytes = Vec::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_end(&mut bytes);
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// A background process we started; stopped with SIGTERM, then SIGKILL after `grace`.
+struct Daemon {
+    name: &'static str,
+    child: Child,
+}
+
+impl Daemon {
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn stop(&mut self, grace: Duration) {
+        if self.exited().is_some() {
+            return;
+        }
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not stop within {grace:?} of SIGTERM; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Does something accept TCP connections on 127.0.0.1:port?
+fn listening(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
+}
+
+/// Connect, read the 220 greeting, say QUIT: the SMTP server on `port` is up.
+fn smtp_greets(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut buf = [0u8; 512];
+    let greeted = matches!(s.read(&mut buf), Ok(n) if n >= 3 && &buf[..3] == b"220");
+    let _ = s.write_all(b"QUIT\r\n");
+    let _ = s.read(&mut buf);
+    greeted
+}
+
+// ------------------------------------------------------------------------------------------
+// Messages and SMTP
+// ------------------------------------------------------------------------------------------
+
+/// A message with CRLF line ends. `extra` are further header lines (`Name: value`).
+pub fn message(from: &str, to: &str, subject: &str, message_id: &str, extra: &[&str], body: &str) -> String {
+    let mut m = String::new();
+    m.push_str(&format!("From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\n"));
+    m.push_str(&format!("Message-ID: <{message_id}>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n"));
+    for h in extra {
+        m.push_str(h);
+        m.push_str("\r\n");
+    }
+    m.push_str("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n");
+    for line in body.lines() {
+        m.push_str(line);
+        m.push_str("\r\n");
+    }
+    m
+}
+
+/// A Message-ID (without brackets) unique to this run.
+pub fn unique_id(tag: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{tag}.{}.{}.{nanos}@client.tmtest.invalid", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst))
+}
+
+/// One SMTP transaction as swaks reported it.
+#[derive(Debug)]
+pub struct Sent {
+    pub output: String,
+    pub status: ExitStatus,
+}
+
+impl Sent {
+    /// The server's reply to the end of the message (or to the command that ended the
+    /// transaction early), without swaks' `<-`/`<**` marker: e.g. `250 2.0.0 Ok: queued as X`.
+    pub fn reply(&self) -> String {
+        let lines: Vec<&str> = self.output.lines().collect();
+        let server = |l: &&&str| l.starts_with("<-") || l.starts_with("<**");
+        let strip = |l: &str| l.trim_start_matches("<**").trim_start_matches("<-").trim().to_string();
+        if let Some(i) = lines.iter().position(|l| l.starts_with("<-") && l.contains(" 354 "))
+            && let Some(l) = lines[i + 1..].iter().find(server)
+        {
+            return strip(l);
+        }
+        lines.iter().find(|l| l.starts_with("<**")).map(|l| strip(l)).unwrap_or_default()
+    }
+
+    /// The Postfix queue id from `250 … queued as ID`.
+    pub fn queue_id(&self) -> Option<String> {
+        let r = self.reply();
+        r.strip_prefix("250 ")?.split("queued as ").nth(1).map(|q| q.trim().to_string())
+    }
+
+    /// The queue id, or a panic showing the dialogue.
+    pub fn queued(&self) -> String {
+        self.queue_id().unwrap_or_else(|| {
+            panic!("the message was not accepted (reply {:?}); swaks said:\n{}", self.reply(), self.output)
+        })
+    }
+}
+
+/// Header values of `name` (case-insensitive, unfolded, trimmed) in a message or sink dump.
+pub fn header_values(text: &str, name: &str) -> Vec<String> {
+    let mut fields: Vec<String> = Vec::new();
+    for line in text.split('\n').map(|l| l.trim_end_matches('\r')) {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = fields.last_mut() {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+        } else {
+            fields.push(line.to_string());
+        }
+    }
+    fields
+        .iter()
+        .filter_map(|f| f.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+/// The `key=value` fields of a milter log line (`reason="…"` not included).
+pub fn log_field(line: &str, key: &str) -> Option<String> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('='))).map(str::to_string)
+}
+
+// ------------------------------------------------------------------------------------------
+// The environment
+// ------------------------------------------------------------------------------------------
+
+pub struct Env {
+    /// The temporary directory holding everything (None once handed over for keeping).
+    dir: Option<tempfile::TempDir>,
+    pub root: PathBuf,
+    pub pf_dir: PathBuf,
+    pub sink_dir: PathBuf,
+    pub db_path: PathBuf,
+    pub config_path: PathBuf,
+    pub milter_log: PathBuf,
+    pub maillog: PathBuf,
+    pub smtp_port: u16,
+    pub front_port: u16,
+    pub sink_port: u16,
+    pub milter_port: u16,
+    scratch: PathBuf,
+    milter: Option<Daemon>,
+    sink: Option<Daemon>,
+    postfix_started: bool,
+    msg_seq: AtomicU32,
+}
+
+impl Env {
+    /// Start sink, milter and Postfix. Panics (after cleaning up) when any part does not come up.
+    pub fn start() -> Env {
+        require_environment();
+        let (pf_uid, pf_gid) = postfix_user();
+        let base = if Path::new("/tmp").is_dir() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
+        // Short paths: Postfix's unix sockets live under the queue directory (sun_path ≤ 107).
+        let dir = tempfile::Builder::new().prefix("tm-e2e-").tempdir_in(&base).expect("temporary directory");
+        let root = dir.path().to_path_buf();
+        let mode = |p: &Path, m: u32| {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(p, fs::Permissions::from_mode(m)).expect("chmod");
+        };
+        // The postfix user (smtp-sink -u postfix, Postfix daemons) must reach its directories.
+        mode(&root, 0o755);
+        let pf_dir = root.join("pf");
+        let sink_dir = root.join("sink");
+        let data_dir = root.join("pfdata");
+        let scratch = root.join("scratch");
+        let db_dir = root.join("db");
+        for d in [&pf_dir, &pf_dir.join("queue"), &sink_dir, &data_dir, &scratch, &db_dir] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        for d in [&sink_dir, &data_dir] {
+            std::os::unix::fs::chown(d, Some(pf_uid), Some(pf_gid)).expect("chown postfix");
+        }
+        let mut env = Env {
+            dir: Some(dir),
+            db_path: db_dir.join("tickets.db"),
+            config_path: root.join("ticketmilter.toml"),
+            milter_log: root.join("milter.log"),
+            maillog: pf_dir.join("maillog"),
+            smtp_port: free_port(),
+            front_port: free_port(),
+            sink_port: free_port(),
+            milter_port: free_port(),
+            root,
+            pf_dir,
+            sink_dir,
+            scratch,
+            milter: None,
+            sink: None,
+            postfix_started: false,
+            msg_seq: AtomicU32::new(0),
+        };
+        fs::write(
+            &env.config_path,
+            format!(
+                "# ticketmilter for the Postfix end-to-end tests\n\
+                 [database]\nurl = \"sqlite:{db}\"\nbusy_timeout_ms = 300\nconnect_timeout = 5\n\n\
+                 [milter]\nsocket = \"inet:127.0.0.1:{port}\"\nmax_message_size = {max}\n\
+                 reload_interval = 1\neom_timeout = 20\n\n\
+                 [log]\nlevel = \"info\"\ntarget = \"stderr\"\n",
+                db = env.db_path.display(),
+                port = env.milter_port,
+                max = MAX_MESSAGE_SIZE
+            ),
+        )
+        .expect("write ticketmilter.toml");
+
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/directory.sql");
+        env.admin(&["load", fixture.to_str().unwrap()]);
+
+        env.start_sink();
+        env.start_milter();
+        env.start_postfix(data_dir);
+        env
+    }
+
+    fn start_sink(&mut self) {
+        let log = File::create(self.root.join("sink.log")).expect("sink.log");
+        let child = Command::new(tool("smtp-sink"))
+            .arg("-u")
+            .arg("postfix")
+            .arg("-d")
+            .arg(format!("{}/%M.", self.sink_dir.display()))
+            .arg(format!("127.0.0.1:{}", self.sink_port))
+            .arg("100")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start smtp-sink");
+        self.sink = Some(Daemon { name: "smtp-sink", child });
+        let port = self.sink_port;
+        wait_for("smtp-sink to listen", EVENT_TIMEOUT, || {
+            if let Some(s) = self.sink.as_mut().unwrap().exited() {
+                panic!("smtp-sink exited ({s}):\n{}", read_lossy(&self.root.join("sink.log")));
+            }
+            listening(port).then_some(())
+        });
+    }
+
+    fn start_milter(&mut self) {
+        let log = File::create(&self.milter_log).expect("milter.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ticketmilter"))
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--database")
+            .arg(format!("sqlite:{}", self.db_path.display()))
+            .arg("run")
+            .arg("--socket")
+            .arg(format!("inet:127.0.0.1:{}", self.milter_port))
+            .env_remove("RUST_LOG")
+            .env_remove("TICKETMILTER_CONFIG")
+            .env_remove("TICKETMILTER_DATABASE")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start ticketmilter");
+        self.milter = Some(Daemon { name: "ticketmilter", child });
+        wait_for("ticketmilter to listen", EVENT_TIMEOUT, || {
+            if let Some(s) = self.milter.as_mut().unwrap().exited() {
+                panic!("ticketmilter exited ({s}):\n{}", read_lossy(&self.milter_log));
+            }
+            read_lossy(&self.milter_log).contains(" listening on ").then_some(())
+        });
+    }
+
+    fn start_postfix(&mut self, data_dir: PathBuf) {
+        let d = self.pf_dir.display().to_string();
+        let main_cf = format!(
+            "# private Postfix for ticketmilter's end-to-end tests\n\
+             compatibility_level = 3.6\n\
+             queue_directory = {d}/queue\n\
+             data_directory = {data}\n\
+             mail_owner = postfix\n\
+             setgid_group = postdrop\n\
+             myhostname = postfix.tmtest.invalid\n\
+             mydomain = tmtest.invalid\n\
+             myorigin = $myhostname\n\
+             inet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\n\
+             mydestination =\n\
+             local_recipient_maps =\n\
+             local_transport = error:5.1.1 no local delivery in this test instance\n\
+             relay_domains =\n\
+             mynetworks = 127.0.0.0/8\n\
+             relayhost = [127.0.0.1]:{sink}\n\
+             smtp_dns_support_level = disabled\n\
+             smtpd_peername_lookup = no\n\
+             alias_maps =\n\
+             alias_database =\n\
+             smtputf8_enable = no\n\
+             biff = no\n\
+             in_flow_delay = 0\n\
+             smtpd_milters = inet:127.0.0.1:{milter}\n\
+             non_smtpd_milters = $smtpd_milters\n\
+             milter_default_action = tempfail\n\
+             milter_connect_timeout = 10s\n\
+             milter_command_timeout = 20s\n\
+             milter_content_timeout = 40s\n\
+             maillog_file = {d}/maillog\n\
+             maillog_file_prefixes = /var, /dev/stdout, {d}\n\
+             syslog_name = postfix-tmtest\n",
+            data = data_dir.display(),
+            sink = self.sink_port,
+            milter = self.milter_port,
+        );
+        let master_cf = format!(
+            "# service type private unpriv chroot wakeup maxproc command\n\
+             127.0.0.1:{smtp} inet n - n - - smtpd\n\
+             127.0.0.1:{front} inet n - n - - smtpd\n  \
+               -o smtpd_milters=\n  \
+               -o content_filter=tmfront:[127.0.0.1]:{smtp}\n\
+             tmfront unix - - n - - smtp\n  \
+               -o myhostname=front.tmtest.invalid\n\
+             pickup unix n - n 60 1 pickup\n\
+             cleanup unix n - n - 0 cleanup\n\
+             qmgr unix n - n 300 1 qmgr\n\
+             rewrite unix - - n - - trivial-rewrite\n\
+             bounce unix - - n - 0 bounce\n\
+             defer unix - - n - 0 bounce\n\
+             trace unix - - n - 0 bounce\n\
+             verify unix - - n - 1 verify\n\
+             flush unix n - n 1000? 0 flush\n\
+             proxymap unix - - n - - proxymap\n\
+             proxywrite unix - - n - 1 proxymap\n\
+             smtp unix - - n - - smtp\n\
+             relay unix - - n - - smtp\n\
+             showq unix n - n - - showq\n\
+             error unix - - n - - error\n\
+             retry unix - - n - - error\n\
+             discard unix - - n - - discard\n\
+             anvil unix - - n - 1 anvil\n\
+             scache unix - - n - 1 scache\n\
+             postlog unix-dgram n - n - 1 postlogd\n",
+            smtp = self.smtp_port,
+            front = self.front_port,
+        );
+        fs::write(self.pf_dir.join("main.cf"), main_cf).expect("main.cf");
+        fs::write(self.pf_dir.join("master.cf"), master_cf).expect("master.cf");
+        self.postfix_started = true;
+        let out = run(
+            Command::new(tool("postfix")).arg("-c").arg(&self.pf_dir).arg("start"),
+            Duration::from_secs(60),
+            &self.scratch,
+        );
+        assert!(out.status.success(), "postfix -c {d} start failed ({}):\n{}", out.status, out.text());
+        for port in [self.smtp_port, self.front_port] {
+            wait_for(&format!("Postfix's smtpd to greet on port {port}"), EVENT_TIMEOUT, || {
+                smtp_greets(port).then_some(())
+            });
+        }
+    }
+
+    /// Run a ticketmilter admin command on the test database; panics when it fails.
+    pub fn admin(&self, args: &[&str]) -> String {
+        let out = run(
+            Command::new(env!("CARGO_BIN_EXE_ticketmilter"))
+                .arg("--config")
+                .arg(&self.config_path)
+                .arg("--database")
+                .arg(format!("sqlite:{}", self.db_path.display()))
+                .args(args)
+                .env_remove("RUST_LOG")
+                .env_remove("TICKETMILTER_CONFIG")
+                .env_remove("TICKETMILTER_DATABASE"),
+            COMMAND_TIMEOUT,
+            &self.scratch,
+        );
+        assert!(out.status.success(), "ticketmilter {args:?} failed ({}):\n{}", out.status, out.text());
+        out.stdout
+    }
+
+    /// `ticketmilter ticket show NUMBER` as JSON.
+    pub fn ticket(&self, number: &str) -> serde_json::Value {
+        let out = self.admin(&["ticket", "show", number]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ticket show {number} printed no JSON ({e}):\n{out}"))
+    }
+
+    /// Send `msg` with swaks from `from` to `rcpts` through the smtpd on `port`.
+    pub fn swaks(&self, port: u16, from: &str, rcpts: &[&str], msg: &str) -> Sent {
+        let n = self.msg_seq.fetch_add(1, Ordering::SeqCst);
+        let file = self.scratch.join(format!("msg-{n}.eml"));
+        fs::write(&file, msg).expect("write message");
+        let out = run(
+            Command::new(tool("swaks"))
+                .arg("--server")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--helo")
+                .arg("client.tmtest.invalid")
+                .arg("--from")
+                .arg(from)
+                .arg("--to")
+                .arg(rcpts.join(","))
+                .arg("--data")
+                .arg(format!("@{}", file.display()))
+                .arg("--timeout")
+                .arg("20")
+                .arg("--suppress-data"),
+            COMMAND_TIMEOUT,
+            &self.scratch,
+        );
+        Sent { output: out.text(), status: out.status }
+    }
+
+    /// Send through the milter'd smtpd.
+    pub fn send(&self, from: &str, rcpts: &[&str], msg: &str) -> Sent {
+        self.swaks(self.smtp_port, from, rcpts, msg)
+    }
+
+    pub fn milter_log(&self) -> String {
+        read_lossy(&self.milter_log)
+    }
+
+    pub fn maillog(&self) -> String {
+        read_lossy(&self.maillog)
+    }
+
+    /// The milter's lines that mention Postfix queue id `qid`.
+    pub fn milter_lines(&self, qid: &str) -> Vec<String> {
+        let needle = format!("{qid}: ");
+        self.milter_log().lines().filter(|l| l.contains(&needle)).map(str::to_string).collect()
+    }
+
+    /// Wait for the milter's outcome line `QID: mailbox=MAILBOX …`.
+    pub fn milter_line(&self, qid: &str, mailbox: &str) -> String {
+        let needle = format!("{qid}: mailbox={mailbox} ");
+        wait_for(&format!("the milter's log line {needle:?}"), EVENT_TIMEOUT, || {
+            self.milter_log().lines().find(|l| l.contains(&needle)).map(str::to_string)
+        })
+    }
+
+    /// Maillog lines of queue id `qid`.
+    pub fn maillog_lines(&self, qid: &str) -> Vec<String> {
+        let needle = format!(" {qid}: ");
+        self.maillog().lines().filter(|l| l.contains(&needle)).map(str::to_string).collect()
+    }
+
+    /// Wait until a maillog line of `qid` contains `text`; returns the line.
+    pub fn wait_maillog(&self, qid: &str, text: &str) -> String {
+        wait_for(&format!("a maillog line of {qid} with {text:?}"), EVENT_TIMEOUT, || {
+            self.maillog_lines(qid).into_iter().find(|l| l.contains(text))
+        })
+    }
+
+    /// Wait until Postfix is done with `qid` (`QID: removed`).
+    pub fn wait_removed(&self, qid: &str) {
+        self.wait_maillog(qid, &format!("{qid}: removed"));
+    }
+
+    /// Every transaction the sink stored so far (path, text).
+    pub fn sink_files(&self) -> Vec<(PathBuf, String)> {
+        let paths: Vec<PathBuf> = fs::read_dir(&self.sink_dir)
+            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+            .unwrap_or_default();
+        let mut v: Vec<(PathBuf, String)> = paths
+            .into_iter()
+            .map(|p| {
+                let t = read_lossy(&p);
+                (p, t)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The sink's copies of the message with Message-ID `mid` (wait for Postfix to finish with
+    /// `qid` first, so that no relay of it is still under way).
+    pub fn relayed(&self, qid: &str, mid: &str) -> Vec<String> {
+        self.wait_removed(qid);
+        let needle = format!("<{mid}>");
+        let has = |t: &str| header_values(t, "Message-ID").iter().any(|v| v == &needle);
+        // The sink writes its file before answering 250 to the end of data; allow a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let copies: Vec<String> = self.sink_files().into_iter().map(|(_, t)| t).filter(|t| has(t)).collect();
+            if !copies.is_empty() || Instant::now() >= deadline {
+                return copies;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The one relayed copy of `mid`.
+    pub fn relayed_one(&self, qid: &str, mid: &str) -> String {
+        let mut copies = self.relayed(qid, mid);
+        assert_eq!(
+            copies.len(),
+            1,
+            "expected exactly one relayed copy of <{mid}> (queue id {qid}) in the sink, found {}",
+            copies.len()
+        );
+        copies.remove(0)
+    }
+
+    /// `postqueue -c DIR -p`.
+    pub fn postqueue_list(&self) -> String {
+        let out =
+            run(Command::new(tool("postqueue")).arg("-c").arg(&self.pf_dir).arg("-p"), COMMAND_TIMEOUT, &self.scratch);
+        assert!(out.status.success(), "postqueue -p failed ({}):\n{}", out.status, out.text());
+        out.text()
+    }
+
+    /// `postqueue -c DIR -f`.
+    pub fn postqueue_flush(&self) {
+        let out =
+            run(Command::new(tool("postqueue")).arg("-c").arg(&self.pf_dir).arg("-f"), COMMAND_TIMEOUT, &self.scratch);
+        assert!(out.status.success(), "postqueue -f failed ({}):\n{}", out.status, out.text());
+    }
+
+    // -- the database ------------------------------------------------------------------------
+
+    fn connect(&self) -> SqliteConnection {
+        let mut c = SqliteConnection::establish(self.db_path.to_str().unwrap()).expect("open the test database");
+        c.batch_execute("PRAGMA busy_timeout = 10000;").expect("busy_timeout");
+        c
+    }
+
+    /// One integer from `sql` with text parameters, e.g.
+    /// `SELECT count(*) AS n FROM processed_messages WHERE message_id = ?`.
+    pub fn count(&self, sql: &str, args: &[&str]) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut c = self.connect();
+        let mut q = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+        for a in args {
+            q = q.bind::<diesel::sql_types::Text, _>(a.to_string());
+        }
+        q.get_result::<N>(&mut c).unwrap_or_else(|e| panic!("{sql} ({args:?}): {e}")).n
+    }
+
+    /// Take SQLite's write lock (BEGIN EXCLUSIVE) and hold it until the guard is released or
+    /// dropped: every write of the milter then fails with "database is locked" after its
+    /// busy_timeout (300 ms here), the "database busy/unavailable" case.
+    pub fn lock_database(&self) -> DbLock {
+        let mut c = self.connect();
+        c.batch_execute("BEGIN EXCLUSIVE;").expect("BEGIN EXCLUSIVE on the test database");
+        DbLock(Some(c))
+    }
+
+    /// Diagnostics: the tails of every log.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "==== {} (tail) ====\n{}\n==== {} (tail) ====\n{}\n==== sink.log (tail) ====\n{}\n==== test directory: {} ====",
+            self.milter_log.display(),
+            tail(&self.milter_log(), 40),
+            self.maillog.display(),
+            // Without postfix-script's start-up permission warnings (a private instance has them all).
+            tail(
+                &self.maillog().lines().filter(|l| !l.contains("/postfix-script[")).collect::<Vec<_>>().join("\n"),
+                40
+            ),
+            tail(&read_lossy(&self.root.join("sink.log")), 10),
+            self.root.display(),
+        )
+    }
+
+    fn master_pid(&self) -> Option<i32> {
+        read_lossy(&self.pf_dir.join("queue/pid/master.pid")).trim().parse().ok()
+    }
+
+    fn stop_postfix(&mut self) {
+        if !self.postfix_started {
+            return;
+        }
+        self.postfix_started = false;
+        let master = self.master_pid();
+        // `run` panics on a timeout; during cleanup that must not abort the rest of it.
+        let stop = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(
+                Command::new(tool("postfix")).arg("-c").arg(&self.pf_dir).arg("stop"),
+                Duration::from_secs(20),
+                &self.scratch,
+            )
+        }));
+        match stop {
+            Ok(out) if !out.status.success() => {
+                eprintln!("postfix -c {} stop: {}\n{}", self.pf_dir.display(), out.status, out.text())
+            }
+            Ok(_) => {}
+            Err(_) => eprintln!("postfix -c {} stop did not finish", self.pf_dir.display()),
+        }
+        // Make sure the master (and with it every daemon of this instance) is gone.
+        if let Some(pid) = master {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if alive(pid) {
+                eprintln!(
+                    "Postfix master {pid} of {} still runs after `postfix stop`; killing it",
+                    self.pf_dir.display()
+                );
+                // SAFETY: the master of the instance this test started (pid from its pid file).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        if failed {
+            eprintln!("\n{}", self.diagnostics());
+        }
+        self.stop_postfix();
+        if let Some(mut m) = self.milter.take() {
+            m.stop(Duration::from_secs(5));
+        }
+        if let Some(mut s) = self.sink.take() {
+            s.stop(Duration::from_secs(2));
+        }
+        if std::env::var("TICKETMILTER_E2E_KEEP").as_deref() == Ok("1")
+            && let Some(d) = self.dir.take()
+        {
+            eprintln!("keeping the test directory {}", d.keep().display());
+        }
+    }
+}
+
+/// SQLite's write lock held by the test; released by `release` or on drop.
+pub struct DbLock(Option<SqliteConnection>);
+
+impl DbLock {
+    pub fn release(mut self) {
+        if let Some(mut c) = self.0.take() {
+            c.batch_execute("ROLLBACK;").expect("release the database lock");
+        }
+    }
+}
+
+impl Drop for DbLock {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.batch_execute("ROLLBACK;");
+        }
+    }
+}
