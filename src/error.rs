@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum Error {
     /// The database could not be reached, was busy, full or failed a statement.
     #[error("database error: {0}")]

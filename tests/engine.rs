@@ -283,3 +283,34 @@ fn configuration_changes_apply_after_reload() {
     engine.reload().unwrap();
     assert_eq!(engine.process(&env, &raw, Options::default()).unwrap()[0].outcome, Verdict::Created);
 }
+
+#[test]
+fn one_failing_message_does_not_fail_the_messages_committed_with_it() {
+    // A trigger refuses one particular ticket; everything written beside it must survive.
+    let db = TestDb::new(&(common::DIRECTORY_SQL.to_string()
+        + "CREATE TRIGGER poison BEFORE INSERT ON tickets WHEN NEW.title = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END;"));
+    let engine = std::sync::Arc::new(db.engine());
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                let subject = if i % 4 == 0 { "poison".to_string() } else { format!("fine {i}") };
+                let raw = msg("alice@example.com", &subject, Some(&format!("g{i}@x")), "", "x\r\n");
+                (i, engine.process(&envelope("", &[SUPPORT]), &raw, Options::default()))
+            })
+        })
+        .collect();
+    for t in threads {
+        let (i, r) = t.join().unwrap();
+        if i % 4 == 0 {
+            let e = r.unwrap_err();
+            assert!(e.to_string().contains("poisoned") && e.is_transient(), "{e}");
+        } else {
+            assert_eq!(r.unwrap()[0].outcome, Verdict::Created, "message {i}");
+        }
+    }
+    assert_eq!(db.count("SELECT count(*) AS n FROM tickets WHERE title LIKE 'fine %'"), 12);
+    assert_eq!(db.count("SELECT count(*) AS n FROM processed_messages"), 12);
+    // Numbers stay gap-free: the refused ones gave theirs back.
+    assert_eq!(db.count("SELECT last_value AS n FROM number_sequences WHERE day = '20261127'"), 12);
+}

@@ -294,7 +294,8 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         session.reset_message();
         return Status::Accept;
     }
-    let started = session.started.unwrap_or_else(Instant::now);
+    // `ms=` in the log is the end-of-message work: what the conversion adds to the SMTP dialog.
+    let started = Instant::now();
     let plan = if session.too_large {
         EomPlan {
             answer: verdict::for_too_large(settings.max_message_size, &policies),
@@ -314,7 +315,7 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         let engine = shared.engine.clone();
         let deadline = Duration::from_secs(settings.eom_timeout);
         let work = tokio::task::spawn_blocking(move || {
-            let r = engine.process(&envelope, &raw, Options::default());
+            let r = engine.process_owned(envelope.clone(), raw, Options::default());
             (r, envelope)
         });
         let failure = match tokio::time::timeout(deadline, work).await {

@@ -28,7 +28,7 @@ pub struct Session {
     pub ours: bool,
     /// The message went over the size limit; its bytes were dropped.
     pub too_large: bool,
-    /// When the MAIL command came (for the `ms=` of the log line).
+    /// When the MAIL command came.
     pub started: Option<Instant>,
 }
 

@@ -15,6 +15,7 @@ pub mod tickets;
 use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use conn::{AnyConnection, ConnOptions, DbUrl};
@@ -50,6 +51,10 @@ impl Default for StoreOptions {
 pub struct Store {
     pool: r2d2::Pool<conn::Manager>,
     url: DbUrl,
+    /// SQLite has one writer at a time. Writers of this process queue here instead of in
+    /// SQLite's busy handler, which sleeps in growing steps and wastes most of the time.
+    /// (Other processes still meet `busy_timeout`.)
+    write_lock: Option<Arc<Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -78,7 +83,8 @@ impl Store {
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
-        Ok(Store { pool, url })
+        let write_lock = url.is_sqlite().then(|| Arc::new(Mutex::new(())));
+        Ok(Store { pool, url, write_lock })
     }
 
     pub fn url(&self) -> &DbUrl {
@@ -120,14 +126,19 @@ impl Store {
 
     /// Run `f` in one write transaction and commit.
     pub fn write<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn()?;
-        transaction(&mut conn, Finish::Commit, f)
+        self.transact(Finish::Commit, f)
     }
 
     /// Run `f` in one write transaction and roll it back (dry runs).
     pub fn write_rollback<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        self.transact(Finish::Rollback, f)
+    }
+
+    /// Run `f` in one write transaction that ends as `finish` says.
+    pub fn transact<T>(&self, finish: Finish, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
-        transaction(&mut conn, Finish::Rollback, f)
+        let _writer = self.write_lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+        transaction(&mut conn, finish, f)
     }
 
     /// Run `f` with a connection, outside an explicit transaction (reads).

@@ -47,7 +47,7 @@ function good(conn, what, qid, msgid)
 	reply_is(conn, SMFIR_ACCEPT, "accept", what .. ": eom")
 	local v = mt.getheader(conn, "X-Ticketmilter", 0)
 	mt.echo("checkpoint: " .. what .. ": X-Ticketmilter: " .. tostring(v))
-	check(v ~= nil and string.match(v, "^support@msp%.example created T%d+%.%d+$") ~= nil,
+	check(v ~= nil and string.match(v, "^ ?support@msp%.example created T%d+%.%d+$") ~= nil,
 		what .. ": converted, header added")
 end
 

@@ -1,0 +1,119 @@
+//! Group commit: one writer thread takes the prepared messages of concurrent callers and writes
+//! them in one transaction, a savepoint per message; each caller is answered after the commit.
+
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use super::{Prepared, write_prepared};
+use crate::error::{Error, Result};
+use crate::model::Outcome;
+use crate::store::{self, AnyConnection, Finish, Store};
+
+/// Most messages in one transaction.
+const MAX_BATCH: usize = 256;
+/// Most raw bytes in one transaction (large messages commit in smaller groups).
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+struct Job {
+    prepared: Prepared,
+    reply: mpsc::SyncSender<Result<Vec<Outcome>>>,
+}
+
+/// Handle on the writer thread; dropping it lets the thread finish what is queued and exit.
+pub struct Writer {
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub fn start(store: Store) -> Result<Writer> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("ticketmilter-writer".into())
+            .spawn(move || run(store, rx))
+            .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer {
+            queue: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Write one prepared message; returns once its transaction is committed (or failed).
+    pub fn submit(&self, prepared: Prepared) -> Result<Vec<Outcome>> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let sent = match self.queue.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(q) => q.send(Job { prepared, reply }).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return Err(Error::Internal("the writer has stopped".into()));
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(Error::Internal("the writer stopped before answering".into())))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(store: Store, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut bytes = first.prepared.raw.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(job) => {
+                    bytes += job.prepared.raw.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let results = commit(&store, &batch);
+        for (job, result) in batch.into_iter().zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Write a batch in one transaction. A message whose writing fails is rolled back to its
+/// savepoint and gets its error; when the commit itself fails, every message gets that error.
+fn commit(store: &Store, batch: &[Job]) -> Vec<Result<Vec<Outcome>>> {
+    let mut results: Vec<Result<Vec<Outcome>>> = Vec::with_capacity(batch.len());
+    let committed = store.transact(Finish::Commit, |conn| {
+        for job in batch {
+            results.push(one(conn, &job.prepared));
+        }
+        Ok(())
+    });
+    match committed {
+        Ok(()) => results,
+        Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
+    }
+}
+
+/// One message in its own savepoint; a panic becomes an error of this message only.
+fn one(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outcome>> {
+    let r = store::savepoint(conn, |c| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_prepared(c, p))) {
+            Ok(r) => r.map_err(store::StoreFail::Other),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(store::StoreFail::Other(Error::Internal(format!("processing panicked: {what}"))))
+            }
+        }
+    });
+    r.map_err(Error::from)
+}
