@@ -88,7 +88,7 @@ fn without_message_id_the_content_decides_what_is_a_duplicate() {
     let mut retried = b"Received: from relay.example by mx.example; Fri, 27 Nov 2026 10:05:00 +0000\n".to_vec();
     retried.extend(String::from_utf8(raw.clone()).unwrap().replace("\r\n", "\n").into_bytes());
     assert_eq!(one(&db, &[SUPPORT], &retried).outcome, Verdict::Duplicate);
-    let other = msg("alice@example.com", "no id", None, "", "body two\r\n");
+    let other = msg("alice@example.com", "no id either", None, "", "body two\r\n");
     assert_eq!(one(&db, &[SUPPORT], &other).outcome, Verdict::Created);
 }
 
@@ -198,7 +198,7 @@ fn numbers_run_per_day() {
     for (i, day_offset) in [0, 0, 1, 1, 1].iter().enumerate() {
         let mut env = envelope("", &[SUPPORT]);
         env.received_at = test_clock() + chrono::Duration::days(*day_offset);
-        let o = engine.process(&env, &msg("alice@example.com", "n", Some(&format!("d{i}@x")), "", "x\r\n"), Options::default()).unwrap();
+        let o = engine.process(&env, &msg("alice@example.com", &format!("n{i}"), Some(&format!("d{i}@x")), "", "x\r\n"), Options::default()).unwrap();
         got.push(number(&o[0]));
     }
     assert_eq!(got, ["T20261127.0001", "T20261127.0002", "T20261128.0001", "T20261128.0002", "T20261128.0003"]);
@@ -241,7 +241,7 @@ fn concurrent_messages_get_unique_consecutive_numbers() {
             let engine = engine.clone();
             std::thread::spawn(move || {
                 for i in 0..25 {
-                    let raw = msg("alice@example.com", "load", Some(&format!("c{t}-{i}@x")), "", "x\r\n");
+                    let raw = msg("alice@example.com", &format!("load {t}-{i}"), Some(&format!("c{t}-{i}@x")), "", "x\r\n");
                     let o = engine.process(&envelope("", &[SUPPORT]), &raw, Options::default()).unwrap();
                     assert_eq!(o[0].outcome, Verdict::Created);
                 }

@@ -33,6 +33,14 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
+fn yes_no_arg(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("{s:?}: expected yes or no")),
+    }
+}
+
 fn yes_no(b: bool) -> String {
     if b { "yes".into() } else { "no".into() }
 }
@@ -69,6 +77,46 @@ pub struct MailboxOpts {
     /// What the milter does with the mailbox's copy of a converted message
     #[arg(long, value_name = "deliver|remove|discard")]
     after_conversion: Option<String>,
+    /// Entity kinds the mailbox may create, comma-separated (replaces the set): tickets,
+    /// ticket-notes, ticket-time, project-notes, task-notes, task-time, all, none
+    #[arg(long, value_name = "KINDS")]
+    allow: Option<String>,
+    /// Role of time entries without #R=
+    #[arg(long)]
+    role: Option<String>,
+    /// Work type of time entries
+    #[arg(long)]
+    work_type: Option<String>,
+    /// Add unknown senders and CC addresses as contacts (of the domain-matched or fallback company)
+    #[arg(long, value_name = "yes|no", value_parser = yes_no_arg)]
+    create_contacts: Option<bool>,
+    /// CC'd contacts become additional ticket contacts
+    #[arg(long, value_name = "yes|no", value_parser = yes_no_arg)]
+    cc_contacts: Option<bool>,
+    /// Create tickets only when the mailbox is in To
+    #[arg(long, value_name = "yes|no", value_parser = yes_no_arg)]
+    only_when_to: Option<bool>,
+    /// When only in Cc (with --only-when-to yes): note (on a referenced ticket) or ignore
+    #[arg(long, value_name = "note|ignore")]
+    cc_only: Option<String>,
+    /// A reply to a completed ticket: reopen, note (only) or new (linked ticket)
+    #[arg(long, value_name = "reopen|note|new")]
+    completed_ticket: Option<String>,
+    /// Status a reopened ticket gets
+    #[arg(long, value_name = "STATUS")]
+    reopen_status: Option<String>,
+    /// Largest file stored (bytes); larger ones are left out with a note
+    #[arg(long, value_name = "BYTES")]
+    max_attachment_size: Option<u64>,
+    /// Most bytes of files stored per message
+    #[arg(long, value_name = "BYTES")]
+    max_attachments_size: Option<u64>,
+    /// Inline images up to this size stay in the HTML; larger ones become attachments
+    #[arg(long, value_name = "BYTES")]
+    inline_image_size: Option<u64>,
+    /// Notes keep only the new text of a reply
+    #[arg(long, value_name = "yes|no", value_parser = yes_no_arg)]
+    strip_quotes: Option<bool>,
     /// Required tag given to every ticket (repeat; replaces the list)
     #[arg(long = "tag", value_name = "LABEL")]
     tags: Vec<String>,
@@ -91,6 +139,19 @@ impl MailboxOpts {
             fallback_company: self.fallback_company,
             unknown_sender: self.unknown_sender,
             after_conversion: self.after_conversion,
+            role: self.role,
+            work_type: self.work_type,
+            allow: self.allow.map(|a| vec![a]),
+            create_contacts: self.create_contacts,
+            cc_contacts: self.cc_contacts,
+            only_when_to: self.only_when_to,
+            cc_only: self.cc_only,
+            completed_ticket: self.completed_ticket,
+            reopen_status: self.reopen_status,
+            max_attachment_bytes: self.max_attachment_size,
+            max_attachments_bytes: self.max_attachments_size,
+            inline_image_bytes: self.inline_image_size,
+            strip_quotes: self.strip_quotes,
             tags: if self.no_tags {
                 Some(Vec::new())
             } else if self.tags.is_empty() {

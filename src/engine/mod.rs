@@ -7,9 +7,7 @@ mod writer;
 use std::sync::{Arc, RwLock};
 
 use crate::error::Result;
-use crate::model::{
-    Action, Envelope, Inbound, LookupKeys, Mailbox, Outcome, Plan, SenderReport, Verdict,
-};
+use crate::model::{Action, Envelope, Inbound, Mailbox, Outcome, Plan, SenderReport, TimeReport, Verdict};
 use crate::pipeline::{self, Snapshot};
 use crate::store::{self, AnyConnection, Finish, Store, apply};
 
@@ -27,7 +25,7 @@ pub struct Prepared {
     pub envelope: Envelope,
     pub raw: Vec<u8>,
     pub inbound: Inbound,
-    pub keys: LookupKeys,
+    pub analysis: pipeline::Analysis,
     /// (recipient as given, its mailbox), one per distinct mailbox.
     pub targets: Vec<(String, Mailbox)>,
     pub snapshot: Arc<Snapshot>,
@@ -102,12 +100,12 @@ impl Engine {
         } else {
             pipeline::parse(&raw)
         };
-        let keys = pipeline::keys(&inbound, &envelope, &snapshot);
+        let analysis = pipeline::analyse(&inbound, &envelope, &snapshot);
         Prepared {
             envelope,
             raw,
             inbound,
-            keys,
+            analysis,
             targets,
             snapshot,
         }
@@ -155,6 +153,8 @@ pub fn not_ours(envelope: &Envelope) -> Outcome {
         attachments: Vec::new(),
         tags: Vec::new(),
         reason: Some("no recipient is an active mailbox".into()),
+        failure: None,
+        time: None,
     }
 }
 
@@ -174,8 +174,7 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
         let outcome = loop {
             attempt += 1;
             let result = store::savepoint(conn, |c| {
-                let facts = apply::facts(c, &p.keys, mailbox.id)?;
-                let plan = pipeline::decide(&p.inbound, &p.envelope, rcpt, mailbox, &p.keys, &facts, &p.snapshot);
+                let plan = plan_for(c, p, rcpt, mailbox, now)?;
                 let ctx = apply::Context {
                     queue_id: p.envelope.queue_id.as_deref(),
                     envelope_from: &p.envelope.sender,
@@ -184,7 +183,7 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
                     raw,
                 };
                 let applied = apply::apply(c, &plan, &ctx)?;
-                Ok(report(&plan, applied, &p.inbound))
+                Ok(report(&plan, applied, &p.inbound, &p.snapshot))
             });
             match result {
                 Ok(o) => break o,
@@ -197,8 +196,26 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
     Ok(outcomes)
 }
 
+/// The decision for one mailbox: its parsing rules, the lookups, the pure decision.
+pub fn plan_for(conn: &mut AnyConnection, p: &Prepared, rcpt: &str, mailbox: &Mailbox, now: chrono::NaiveDateTime) -> Result<Plan> {
+    let rules = p.snapshot.rules.evaluate(mailbox.id, &p.inbound, &p.snapshot.refs);
+    let keys = pipeline::keys(&p.inbound, &p.envelope, &p.snapshot, &p.analysis, &rules);
+    let facts = apply::facts(conn, &keys, mailbox.id, &p.snapshot.settings, now)?;
+    Ok(pipeline::decide(&pipeline::Input {
+        inbound: &p.inbound,
+        envelope: &p.envelope,
+        rcpt,
+        mailbox,
+        keys: &keys,
+        facts: &facts,
+        snapshot: &p.snapshot,
+        analysis: &p.analysis,
+        rules: &rules,
+    }))
+}
+
 /// The outcome a plan and its write amount to.
-fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound) -> Outcome {
+fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound, snapshot: &Snapshot) -> Outcome {
     let a = &plan.attribution;
     let sender = Some(SenderReport {
         address: a.address.clone(),
@@ -216,6 +233,8 @@ fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound) -> Outcome {
         attachments: applied.attachments,
         tags: Vec::new(),
         reason: plan.reason.clone(),
+        failure: None,
+        time: None,
     };
     match &plan.action {
         Action::CreateTicket(t) => {
@@ -224,10 +243,28 @@ fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound) -> Outcome {
             o.description = Some(t.description.clone());
             o.tags = t.tags.iter().map(|(t, _)| t.label.clone()).collect();
         }
-        Action::AddTicketNote(n) => {
+        Action::AddNote(n) => {
             o.outcome = Verdict::NoteAdded;
             o.title = Some(n.title.clone());
             o.description = Some(n.body.clone());
+        }
+        Action::AddTimeEntry(e) => {
+            o.outcome = Verdict::TimeEntryAdded;
+            o.title = Some(inbound.subject.clone());
+            o.description = Some(e.summary.clone());
+            o.time = Some(TimeReport {
+                minutes: e.minutes,
+                hours: format!("{:.2}", e.minutes as f64 / 60.0),
+                role: e.role.clone(),
+                date: e.work_date.clone(),
+                start: e.start.clone(),
+                end: e.end.clone(),
+                status: e.set_status.as_ref().map(|(_, n)| n.clone()),
+            });
+        }
+        Action::Discard => {
+            o.outcome = Verdict::Discarded;
+            o.title = Some(inbound.subject.clone());
         }
         Action::Duplicate(prior) => {
             // Nothing was decided about the sender this time; the first processing did that.
@@ -239,10 +276,12 @@ fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound) -> Outcome {
             o.outcome = Verdict::Ignored;
             o.title = Some(inbound.subject.clone());
         }
-        Action::Reject => {
+        Action::Reject(f) => {
             o.outcome = Verdict::Rejected;
+            o.failure = Some(*f);
             o.title = Some(inbound.subject.clone());
         }
     }
+    let _ = snapshot;
     o
 }

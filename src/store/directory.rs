@@ -205,3 +205,61 @@ pub fn list_resources(conn: &mut AnyConnection) -> Result<Vec<(i64, String, Stri
         .select((resources::id, resources::name, resources::email, resources::active))
         .load(conn)?)
 }
+
+/// The id of a contact: an existing one, or one created now (an address already on file in the
+/// same company is reused rather than duplicated).
+pub fn ensure_contact(
+    conn: &mut AnyConnection,
+    choice: &crate::model::ContactChoice,
+    now: chrono::NaiveDateTime,
+) -> std::result::Result<i64, super::StoreFail> {
+    use crate::model::ContactChoice;
+    match choice {
+        ContactChoice::Existing(id) => Ok(*id),
+        ContactChoice::Create(nc) => {
+            let existing: Option<i64> = contacts::table
+                .filter(contacts::company_id.eq(nc.company_id))
+                .filter(
+                    lower_nullable(contacts::email1)
+                        .eq(lower(&nc.email).nullable())
+                        .or(lower_nullable(contacts::email2).eq(lower(&nc.email).nullable()))
+                        .or(lower_nullable(contacts::email3).eq(lower(&nc.email).nullable())),
+                )
+                .order(contacts::id)
+                .select(contacts::id)
+                .first(conn)
+                .optional()?;
+            if let Some(id) = existing {
+                return Ok(id);
+            }
+            Ok(diesel::insert_into(contacts::table)
+                .values((
+                    contacts::company_id.eq(nc.company_id),
+                    contacts::name.eq(&nc.name),
+                    contacts::email1.eq(Some(&nc.email)),
+                    contacts::active.eq(true),
+                    contacts::created_at.eq(now),
+                ))
+                .returning(contacts::id)
+                .get_result(conn)?)
+        }
+    }
+}
+
+/// Active contacts (of active companies) among these addresses, with the address each matched.
+pub fn contacts_by_emails(conn: &mut AnyConnection, emails: &[String]) -> Result<Vec<(String, ContactRef)>> {
+    let mut out = Vec::new();
+    for e in emails.iter().take(50) {
+        if let Some(c) = contact_by_email(conn, e)? {
+            if !out.iter().any(|(_, x): &(String, ContactRef)| x.id == c.id) {
+                out.push((e.clone(), c));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An active company by name (case-insensitive).
+pub fn active_company_by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<CompanyRef>> {
+    Ok(company_by_name(conn, name)?.filter(|(_, active)| *active).map(|(c, _)| c))
+}

@@ -32,6 +32,8 @@ pub fn prior(conn: &mut AnyConnection, mailbox_id: i64, dedup_key: &str) -> Resu
                 id,
                 number: (kind == ObjectKind::Ticket).then(|| ticket_number.clone()).flatten(),
                 ticket_number,
+                project_number: None,
+                task_number: None,
             }),
             _ => None,
         };
@@ -58,6 +60,8 @@ pub struct Record<'a> {
     pub reason: Option<&'a str>,
     pub received_at: NaiveDateTime,
     pub raw: Option<&'a [u8]>,
+    pub sender_address: Option<&'a str>,
+    pub subject_key: Option<&'a str>,
 }
 
 /// Insert the record; a unique violation means the message was processed concurrently.
@@ -77,6 +81,8 @@ pub fn insert(conn: &mut AnyConnection, r: &Record<'_>) -> diesel::QueryResult<(
             processed_messages::reason.eq(r.reason),
             processed_messages::received_at.eq(r.received_at),
             processed_messages::raw.eq(r.raw),
+            processed_messages::sender_address.eq(r.sender_address),
+            processed_messages::subject_key.eq(r.subject_key),
         ))
         .execute(conn)
         .map(|_| ())

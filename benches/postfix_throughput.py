@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Postfix throughput with and without milters, measured side by side.
+
+Three private Postfix instances on 127.0.0.1 relay to one smtp-sink:
+  (a) no milter, (b) the no-op milter (benches/noop_milter.rs: same protocol handling as
+  ticketmilter, takes the whole message, accepts), (c) ticketmilter converting every message
+  into a ticket on SQLite (each message durably committed before its answer).
+smtp-source sends the same load to each in turn, alternating a/b/c for several rounds; the
+script prints messages/s per run, the medians, and the ratios b/a and c/b, and checks that (c)
+made exactly one ticket per message.
+
+Needs root (private Postfix), postfix (smtp-source, smtp-sink) and release builds:
+  cargo build --release && cargo build --release --example noop-milter
+  python3 benches/postfix_throughput.py [--messages 2000] [--sessions 16] [--size 4096] [--rounds 3]
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TM = os.path.join(ROOT, "target/release/ticketmilter")
+NOOP = os.path.join(ROOT, "target/release/examples/noop-milter")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, secs=30):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("nothing listens on 127.0.0.1:%d after %d s" % (port, secs))
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, timeout=kw.pop("timeout", 60), **kw)
+
+
+class Postfix:
+    def __init__(self, base, name, smtpd_port, sink_port, milter):
+        self.dir = os.path.join(base, name)
+        self.port = smtpd_port
+        for sub in ("", "queue", "data"):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        shutil.chown(os.path.join(self.dir, "data"), "postfix")
+        main = [
+            "compatibility_level = 3.6",
+            "queue_directory = %s/queue" % self.dir,
+            "data_directory = %s/data" % self.dir,
+            "mail_owner = postfix",
+            "setgid_group = postdrop",
+            "inet_interfaces = 127.0.0.1",
+            "inet_protocols = ipv4",
+            "myhostname = %s.bench.invalid" % name,
+            "mydestination =",
+            "mynetworks = 127.0.0.0/8",
+            "relayhost = [127.0.0.1]:%d" % sink_port,
+            "maillog_file = %s/maillog" % self.dir,
+            "maillog_file_prefixes = /var, /dev/stdout, %s" % self.dir,
+            "smtpd_recipient_restrictions = permit_mynetworks, reject",
+            "smtp_host_lookup = native",
+            "disable_dns_lookups = yes",
+            "default_process_limit = 100",
+            "smtpd_client_connection_count_limit = 0",
+            "smtpd_client_connection_rate_limit = 0",
+            "in_flow_delay = 0",
+            "milter_default_action = tempfail",
+        ]
+        if milter:
+            main.append("smtpd_milters = inet:127.0.0.1:%d" % milter)
+        with open(os.path.join(self.dir, "main.cf"), "w") as f:
+            f.write("\n".join(main) + "\n")
+        master = open("/etc/postfix/master.cf").read().splitlines()
+        out = ["127.0.0.1:%d inet n - n - - smtpd" % smtpd_port]
+        for line in master:
+            if line.startswith("smtp ") and " inet " in line:
+                continue  # the system's port 25 listener
+            fields = line.split()
+            if len(fields) >= 8 and not line.startswith((" ", "\t", "#")):
+                fields[4] = "n"  # no chroot
+                line = " ".join(fields)
+            out.append(line)
+        with open(os.path.join(self.dir, "master.cf"), "w") as f:
+            f.write("\n".join(out) + "\n")
+        run(["postfix", "-c", self.dir, "check"])
+        run(["postfix", "-c", self.dir, "start"])
+        wait_port(smtpd_port)
+
+    def stop(self):
+        subprocess.run(["postfix", "-c", self.dir, "stop"], timeout=60, capture_output=True)
+
+    def queue_empty(self, secs=120):
+        deadline = time.time() + secs
+        while time.time() < deadline:
+            out = subprocess.run(["postqueue", "-c", self.dir, "-p"], capture_output=True, text=True, timeout=30).stdout
+            if "Mail queue is empty" in out:
+                return True
+            time.sleep(0.2)
+        return False
+
+
+def source(port, messages, sessions, size):
+    t0 = time.monotonic()
+    p = subprocess.run(
+        ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+         "-f", "alice@example.com", "-t", "support@msp.example", "127.0.0.1:%d" % port],
+        capture_output=True, text=True, timeout=900)
+    dt = time.monotonic() - t0
+    if p.returncode != 0:
+        raise SystemExit("smtp-source failed: %s %s" % (p.stdout, p.stderr))
+    return messages / dt
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--sessions", type=int, default=16)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    for b in (TM, NOOP):
+        if not os.path.exists(b):
+            raise SystemExit("%s is missing: cargo build --release && cargo build --release --example noop-milter" % b)
+    for tool in ("postfix", "smtp-source", "smtp-sink"):
+        if not shutil.which(tool) and not os.path.exists("/usr/sbin/" + tool):
+            raise SystemExit("%s is missing: apt-get install postfix" % tool)
+
+    base = tempfile.mkdtemp(prefix="tm-bench-pf-")
+    os.chmod(base, 0o755)
+    procs, instances = [], []
+    try:
+        sink_port = free_port()
+        procs.append(subprocess.Popen(["smtp-sink", "-u", "postfix", "-c", "127.0.0.1:%d" % sink_port, "1000"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(sink_port)
+        noop_port = free_port()
+        procs.append(subprocess.Popen([NOOP, "inet:127.0.0.1:%d" % noop_port, "--add-header"], stderr=subprocess.DEVNULL))
+        wait_port(noop_port)
+        db = os.path.join(base, "tm.db")
+        cfg = os.path.join(base, "tm.toml")
+        with open(cfg, "w") as f:
+            f.write("[log]\nlevel = \"%s\"\n" % os.environ.get("TM_LOG", "warn"))
+        run([TM, "--config", cfg, "--database", db, "load", os.path.join(ROOT, "conf/example.sql")], capture_output=True)
+        tm_port = free_port()
+        procs.append(subprocess.Popen([TM, "--config", cfg, "--database", db, "run", "--socket", "inet:127.0.0.1:%d" % tm_port],
+                                      stderr=open(os.path.join(base, "tm.log"), "w")))
+        wait_port(tm_port)
+        setups = [("a: no milter", None), ("b: no-op milter", noop_port), ("c: ticketmilter", tm_port)]
+        for i, (name, milter) in enumerate(setups):
+            instances.append((name, Postfix(base, "pf%d" % i, free_port(), sink_port, milter)))
+
+        # Warm-up (process start-up, caches), not measured.
+        for name, pf in instances:
+            source(pf.port, 100, args.sessions, args.size)
+            pf.queue_empty()
+        rates = {name: [] for name, _ in instances}
+        for r in range(args.rounds):
+            for name, pf in instances:
+                rate = source(pf.port, args.messages, args.sessions, args.size)
+                rates[name].append(rate)
+                print("round %d  %-16s %8.1f msg/s" % (r + 1, name, rate), flush=True)
+                if not pf.queue_empty():
+                    print("warning: %s did not empty its queue in time" % name)
+        med = {n: statistics.median(v) for n, v in rates.items()}
+        print()
+        print("messages %d x %d rounds, %d sessions, %d-byte bodies" % (args.messages, args.rounds, args.sessions, args.size))
+        for n, m in med.items():
+            print("median %-16s %8.1f msg/s   (runs: %s)" % (n, m, ", ".join("%.1f" % x for x in rates[n])))
+        a, b, c = (med[n] for n, _ in setups)
+        print("ratio b/a (protocol cost)          %.2f" % (b / a))
+        print("ratio c/b (conversion vs no-op)    %.2f" % (c / b))
+        print("ratio c/a                          %.2f" % (c / a))
+        expected = (100 + args.messages * args.rounds)
+        out = subprocess.run([TM, "--config", cfg, "--database", db, "ticket", "list", "--limit", "1000000"],
+                             capture_output=True, text=True, timeout=120).stdout
+        tickets = max(0, len(out.splitlines()) - 1)
+        print("tickets made by (c): %d for %d messages%s" % (tickets, expected, "" if tickets == expected else "  <-- MISMATCH"))
+        if tickets != expected:
+            sys.exit(1)
+    finally:
+        for _, pf in instances:
+            pf.stop()
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if not os.environ.get("KEEP"):
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
