@@ -6,10 +6,10 @@ use clap::{Args, Subcommand};
 use super::Context;
 use crate::error::{Error, Result};
 use crate::pipeline::snapshot::{SETTING_KEYS, Settings};
-use crate::store::{conf, directory, mailboxes, tags, tickets};
+use crate::store::{conf, directory, mailboxes, projects, tags, tickets};
 
 /// Print rows as left-aligned columns under a header.
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -440,6 +440,142 @@ pub fn ticket(ctx: &Context, cmd: TicketCmd) -> Result<i32> {
                         vec![n, s, c.unwrap_or_else(|| "-".into()), at.format("%Y-%m-%d %H:%M").to_string(), t]
                     })
                     .collect(),
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Today's date (local) as YYYYMMDD, for new project and task numbers.
+fn today(ctx: &Context) -> Result<String> {
+    let _ = ctx;
+    Ok(chrono::Local::now().format("%Y%m%d").to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCmd {
+    /// Add a project
+    Add {
+        name: String,
+        /// The customer (by name)
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// List projects
+    List,
+}
+
+pub fn project(ctx: &Context, cmd: ProjectCmd) -> Result<i32> {
+    let store = ctx.open_store()?;
+    match cmd {
+        ProjectCmd::Add { name, company } => {
+            let day = today(ctx)?;
+            let number = store.write(|c| projects::add_project(c, &name, company.as_deref(), &day))?;
+            println!("added project {number} {name:?}");
+        }
+        ProjectCmd::List => {
+            let rows = store.read(projects::list_projects)?;
+            table(
+                &["NUMBER", "STATUS", "COMPANY", "NAME"],
+                rows.into_iter().map(|(n, name, c, s)| vec![n, s, c.unwrap_or_else(|| "-".into()), name]).collect(),
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Add a task to a project
+    Add {
+        /// The project number (PYYYYMMDD.NNNN)
+        project: String,
+        title: String,
+        /// The resource (by address) who works on it
+        #[arg(long, value_name = "EMAIL")]
+        assign: Option<String>,
+    },
+    /// List tasks
+    List,
+}
+
+pub fn task(ctx: &Context, cmd: TaskCmd) -> Result<i32> {
+    let store = ctx.open_store()?;
+    match cmd {
+        TaskCmd::Add { project, title, assign } => {
+            let day = today(ctx)?;
+            let number = store.write(|c| projects::add_task(c, &project, &title, assign.as_deref(), &day))?;
+            println!("added task {number} {title:?} to {}", project.to_ascii_uppercase());
+        }
+        TaskCmd::List => {
+            let rows = store.read(projects::list_tasks)?;
+            table(
+                &["NUMBER", "PROJECT", "STATUS", "ASSIGNED", "TITLE"],
+                rows.into_iter().map(|(n, p, t, s, who)| vec![n, p, s, who.unwrap_or_else(|| "-".into()), t]).collect(),
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCmd {
+    /// Add a role
+    Add {
+        name: String,
+        /// Hourly rate (informational)
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// List roles
+    List,
+}
+
+pub fn role(ctx: &Context, cmd: RoleCmd) -> Result<i32> {
+    let store = ctx.open_store()?;
+    match cmd {
+        RoleCmd::Add { name, rate } => {
+            let id = store.write(|c| projects::add_role(c, &name, rate))?;
+            println!("added role {name:?} (id {id})");
+        }
+        RoleCmd::List => {
+            let rows = store.read(projects::list_roles)?;
+            table(
+                &["ID", "NAME", "RATE", "DEFAULT", "ACTIVE"],
+                rows.into_iter()
+                    .map(|(id, n, r, d, a)| vec![id.to_string(), n, r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()), yes_no(d), yes_no(a)])
+                    .collect(),
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkTypeCmd {
+    /// Add a work type
+    Add {
+        name: String,
+        /// Time of this type is not billed
+        #[arg(long)]
+        non_billable: bool,
+    },
+    /// List work types
+    List,
+}
+
+pub fn work_type(ctx: &Context, cmd: WorkTypeCmd) -> Result<i32> {
+    let store = ctx.open_store()?;
+    match cmd {
+        WorkTypeCmd::Add { name, non_billable } => {
+            let id = store.write(|c| projects::add_work_type(c, &name, !non_billable))?;
+            println!("added work type {name:?} (id {id})");
+        }
+        WorkTypeCmd::List => {
+            let rows = store.read(projects::list_work_types)?;
+            table(
+                &["ID", "NAME", "BILLABLE", "DEFAULT", "ACTIVE"],
+                rows.into_iter().map(|(id, n, b, d, a)| vec![id.to_string(), n, yes_no(b), yes_no(d), yes_no(a)]).collect(),
             );
         }
     }

@@ -135,6 +135,89 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The decision trace of a message for each mailbox recipient, written and rolled back
+    /// (`ticketmilter explain`): what it would become, and why.
+    pub fn explain(&self, envelope: Envelope, raw: Vec<u8>) -> Result<Vec<(Outcome, Vec<String>)>> {
+        let p = self.prepare(envelope, raw);
+        if p.targets.is_empty() {
+            return Ok(vec![(not_ours(&p.envelope), vec!["no recipient is an active mailbox".to_string()])]);
+        }
+        let mut head = vec![format!("parsed: subject {:?}, {} attachment(s)", p.inbound.subject, p.inbound.attachments.len())];
+        for problem in &p.inbound.problems {
+            head.push(format!("parse problem: {problem}"));
+        }
+        match &p.analysis.trust {
+            Ok(r) => head.push(format!("sender authenticated: {r}")),
+            Err(u) => head.push(format!("sender not authenticated: {u}")),
+        }
+        if let Some(a) = &p.analysis.alert {
+            head.push(format!("structured alert block: {a:?}"));
+        }
+        if let Some(Ok(f)) = &p.analysis.indicators {
+            head.push(format!("first line holds indicators: {:?}", f.line));
+        }
+        let settings = &p.snapshot.settings;
+        let now = p.envelope.received_at.naive_utc();
+        let day = settings.time_zone.local(p.envelope.received_at).format("%Y%m%d").to_string();
+        self.store.transact(Finish::Rollback, |c| {
+            let mut out = Vec::new();
+            for (rcpt, mailbox) in &p.targets {
+                let plan = plan_for(c, &p, rcpt, mailbox, now)?;
+                let ctx = apply::Context { queue_id: None, envelope_from: &p.envelope.sender, day: &day, now, raw: None };
+                let applied = apply::apply(c, &plan, &ctx).map_err(crate::error::Error::from)?;
+                let mut trace = head.clone();
+                trace.extend(plan.trace.iter().cloned());
+                out.push((report(&plan, applied, &p.inbound, &p.snapshot), trace));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Drop the raw text of messages older than `raw_retention_days` (0 keeps them forever).
+    pub fn purge_raw(&self) -> Result<usize> {
+        let days = self.snapshot().settings.raw_retention_days;
+        if days == 0 {
+            return Ok(0);
+        }
+        let before = (chrono::Utc::now() - chrono::Duration::days(days as i64)).naive_utc();
+        self.store.write(|c| store::messages::purge_raw(c, before))
+    }
+
+    /// Convert a stored message again (after fixing the configuration). A message that was
+    /// converted already is refused unless `force` (that makes a second object).
+    pub fn reprocess(&self, id: i64, force: bool) -> Result<Vec<Outcome>> {
+        let (view, raw) = self
+            .store
+            .read(|c| store::messages::get(c, id))?
+            .ok_or_else(|| crate::error::Error::Usage(format!("no stored message {id}")))?;
+        let raw = raw.ok_or_else(|| {
+            crate::error::Error::Usage(format!("message {id}: its raw text is no longer kept (raw_retention_days)"))
+        })?;
+        if matches!(view.outcome.as_str(), "created" | "note_added" | "time_entry_added") && !force {
+            return Err(crate::error::Error::Usage(format!(
+                "message {id} was converted already ({}{}); --force converts it again and makes a second object",
+                view.outcome,
+                view.ticket.as_deref().map(|t| format!(", {t}")).unwrap_or_default()
+            )));
+        }
+        let mut envelope = Envelope::new([view.envelope_rcpt.clone()]);
+        envelope.sender = view.envelope_from.clone();
+        envelope.queue_id = view.queue_id.clone();
+        let p = self.prepare(envelope, raw);
+        if p.targets.is_empty() {
+            return Err(crate::error::Error::Usage(format!(
+                "message {id}: {} is no active mailbox now",
+                view.envelope_rcpt
+            )));
+        }
+        self.store.transact(Finish::Commit, |c| {
+            store::messages::delete(c, id)?;
+            write_prepared(c, &p)
+        })
+    }
+}
+
 fn load_snapshot(store: &Store) -> Result<Snapshot> {
     let rows = store.read(store::conf::load)?;
     Ok(Snapshot::build(rows))

@@ -515,6 +515,8 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
         let interval = shared.settings().reload_interval;
         let mut tick = tokio::time::interval(Duration::from_secs(interval.max(1)));
         tick.tick().await;
+        // Raw messages past raw_retention_days lose their text once an hour (first at start).
+        let mut purge = tokio::time::interval(Duration::from_secs(3600));
         let mut current = config;
         loop {
             tokio::select! {
@@ -535,6 +537,15 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
                     reload_sql(&shared, true).await;
                 }
                 _ = tick.tick(), if interval > 0 => reload_sql(&shared, false).await,
+                _ = purge.tick() => {
+                    let engine = shared.engine.clone();
+                    match tokio::task::spawn_blocking(move || engine.purge_raw()).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => info!("dropped the raw text of {n} message(s) older than raw_retention_days"),
+                        Ok(Err(e)) => warn!("cannot purge old raw messages: {e}"),
+                        Err(e) => warn!("cannot purge old raw messages: {e}"),
+                    }
+                }
                 _ = term.recv() => { info!("SIGTERM: finishing messages in flight, then exiting"); break; }
                 _ = int.recv() => { info!("SIGINT: finishing messages in flight, then exiting"); break; }
             }

@@ -926,3 +926,7 @@ fn ticket_tags(
     }
     tags
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -453,6 +453,7 @@ diesel::joinable!(mailboxes -> sources (source_id));
 diesel::joinable!(mailboxes -> companies (fallback_company_id));
 
 diesel::joinable!(tasks -> projects (project_id));
+diesel::joinable!(ticket_contacts -> contacts (contact_id));
 diesel::joinable!(projects -> companies (company_id));
 diesel::joinable!(project_notes -> projects (project_id));
 diesel::joinable!(task_notes -> tasks (task_id));

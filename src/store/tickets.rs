@@ -315,6 +315,25 @@ pub struct TicketView {
     pub tags: Vec<String>,
     pub attachments: Vec<crate::model::AttachmentReport>,
     pub notes: Vec<NoteView>,
+    /// Additional contacts (addresses).
+    pub additional_contacts: Vec<String>,
+    /// Linked tickets: (number, kind).
+    pub links: Vec<(String, String)>,
+    pub time_entries: Vec<TimeView>,
+    pub alert_id: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// A time entry as shown by `ticketmilter ticket show`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimeView {
+    pub resource: String,
+    pub role: String,
+    pub date: String,
+    pub minutes: i32,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub summary: String,
 }
 
 /// A note as shown by `ticketmilter ticket show`.
@@ -325,6 +344,7 @@ pub struct NoteView {
     pub body: String,
     pub author: String,
     pub visibility: String,
+    pub unverified: bool,
     pub created_at: String,
     pub attachments: Vec<crate::model::AttachmentReport>,
 }
@@ -390,7 +410,7 @@ pub fn view(conn: &mut AnyConnection, number: &str) -> Result<Option<TicketView>
         .select(tags::label)
         .load(conn)?;
     let attachments = attachment_reports(conn, "ticket", id)?;
-    let note_rows: Vec<(i64, String, String, String, String, NaiveDateTime)> = ticket_notes::table
+    let note_rows: Vec<(i64, String, String, String, String, NaiveDateTime, bool)> = ticket_notes::table
         .filter(ticket_notes::ticket_id.eq(id))
         .order(ticket_notes::id)
         .select((
@@ -400,21 +420,65 @@ pub fn view(conn: &mut AnyConnection, number: &str) -> Result<Option<TicketView>
             ticket_notes::author_address,
             ticket_notes::visibility,
             ticket_notes::created_at,
+            ticket_notes::unverified,
         ))
         .load(conn)?;
     let mut notes = Vec::new();
-    for (nid, title, body, author, visibility, created) in note_rows {
+    for (nid, title, body, author, visibility, created, unverified) in note_rows {
         notes.push(NoteView {
             id: nid,
             title,
             body,
             author,
             visibility,
+            unverified,
             created_at: created.format("%Y-%m-%d %H:%M:%S").to_string(),
             attachments: attachment_reports(conn, "ticket_note", nid)?,
         });
     }
+    let additional_contacts: Vec<Option<String>> = ticket_contacts::table
+        .inner_join(contacts::table)
+        .filter(ticket_contacts::ticket_id.eq(id))
+        .order(contacts::id)
+        .select(contacts::email1)
+        .load(conn)?;
+    let link_rows: Vec<(i64, String)> = ticket_links::table
+        .filter(ticket_links::ticket_id.eq(id))
+        .select((ticket_links::linked_ticket_id, ticket_links::kind))
+        .load(conn)?;
+    let mut links = Vec::new();
+    for (other, kind) in link_rows {
+        let n: String = tickets::table.find(other).select(tickets::number).first(conn)?;
+        links.push((n, kind));
+    }
+    type TimeRow = (String, String, String, i32, Option<String>, Option<String>, String);
+    let time_rows: Vec<TimeRow> = time_entries::table
+        .inner_join(resources::table.on(resources::id.eq(time_entries::resource_id)))
+        .inner_join(roles::table.on(roles::id.eq(time_entries::role_id)))
+        .filter(time_entries::owner_kind.eq("ticket"))
+        .filter(time_entries::owner_id.eq(id))
+        .order(time_entries::id)
+        .select((
+            resources::email,
+            roles::name,
+            time_entries::work_date,
+            time_entries::minutes,
+            time_entries::start_time,
+            time_entries::end_time,
+            time_entries::summary,
+        ))
+        .load(conn)?;
+    let (alert_id, external_id): (Option<String>, Option<String>) =
+        tickets::table.find(id).select((tickets::alert_id, tickets::external_id)).first(conn)?;
     Ok(Some(TicketView {
+        additional_contacts: additional_contacts.into_iter().flatten().collect(),
+        links,
+        time_entries: time_rows
+            .into_iter()
+            .map(|(resource, role, date, minutes, start, end, summary)| TimeView { resource, role, date, minutes, start, end, summary })
+            .collect(),
+        alert_id,
+        external_id,
         id,
         number,
         title,
