@@ -492,6 +492,10 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
         warn!("configuration: {p}");
     }
 
+    // Signal handlers first: a SIGHUP right after "listening" must reload, not kill.
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Internal(e.to_string()))?;
     let listener = socket::bind(&spec, &perms).await.map_err(|e| Error::Config(format!("cannot listen on {socket_text}: {e}")))?;
     let shared = Shared::new(engine.clone(), config.milter.clone());
     let mailboxes: Vec<String> = engine.snapshot().mailboxes().iter().map(|m| m.address.clone()).collect();
@@ -503,9 +507,6 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
         if mailboxes.is_empty() { "none".to_string() } else { mailboxes.join(", ") }
     );
 
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::Internal(e.to_string()))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Internal(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Internal(e.to_string()))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
 
     // Signals and periodic SQL reloads.

@@ -459,6 +459,8 @@ pub struct Facts {
     pub duplicate_of: Option<DuplicateCandidate>,
     /// CC addresses that are active contacts (address, contact).
     pub cc_contacts: Vec<(String, ContactRef)>,
+    /// CC addresses of active resources (staff never become customer contacts).
+    pub cc_staff: Vec<String>,
     /// A company named by a structured alert or a parsing rule, when it exists and is active.
     pub named_company: Option<CompanyRef>,
     /// A contact named (by address) by a structured alert, when it exists.

@@ -186,6 +186,8 @@ struct Decision<'a> {
     i: &'a Input<'a>,
     plan: Plan,
     remarks: Vec<String>,
+    /// Said only when a new ticket is really made: the subject's number matched nothing.
+    unknown_number: Option<String>,
 }
 
 impl<'a> Decision<'a> {
@@ -211,7 +213,7 @@ impl<'a> Decision<'a> {
             subject_key: i.keys.subject_key.clone(),
             trace: Vec::new(),
         };
-        Decision { i, plan, remarks: Vec::new() }
+        Decision { i, plan, remarks: Vec::new(), unknown_number: None }
     }
 
     fn trace(&mut self, line: impl Into<String>) {
@@ -358,7 +360,7 @@ impl<'a> Decision<'a> {
                     _ => "task",
                 })
                 .collect();
-            self.remarks.push(format!(
+            self.unknown_number = Some(format!(
                 "{} number {} in the subject matches no {}; a new ticket was made",
                 kinds[0],
                 unknown.join(", "),
@@ -374,6 +376,10 @@ impl<'a> Decision<'a> {
         let i = self.i;
         let f = i.facts;
         let a = &mut self.plan.attribution;
+        a.kind = SenderKind::Unknown;
+        a.company = None;
+        a.contact = None;
+        a.resource = None;
         if let Some(r) = &f.resource {
             a.kind = SenderKind::Resource;
             a.resource = Some(r.clone());
@@ -421,6 +427,13 @@ impl<'a> Decision<'a> {
                 a.kind = SenderKind::CompanyDomain;
             }
             a.company = Some(c.clone());
+            // A contact belongs to the ticket only if it belongs to the ticket's company.
+            if a.contact.as_ref().is_some_and(|x| x.company.id != c.id) {
+                a.contact = None;
+                if a.kind == SenderKind::Contact {
+                    a.kind = SenderKind::CompanyDomain;
+                }
+            }
             if let Some(contact) = &f.named_contact {
                 if contact.company.id == c.id {
                     a.contact = Some(contact.clone());
@@ -497,8 +510,16 @@ impl<'a> Decision<'a> {
         }
 
         // Cross-company guard: a number from someone who is neither staff nor of that company.
+        // Once the installation can tell authenticated mail (trusted verifiers or networks are
+        // set), a staff address without authentication is not believed to be staff here: a
+        // forged From must not put notes under a colleague's name on any customer's ticket.
+        let trust_configured = !s.trust.authserv_ids.is_empty() || !s.trust.networks.is_empty();
+        let staff = resource.is_some() && (i.analysis.trust.is_ok() || !trust_configured);
+        if resource.is_some() && !staff {
+            self.trace("sender is a resource address, but the message is not authenticated: treated as an outsider");
+        }
         let mut unverified = false;
-        if resource.is_none() {
+        if !staff {
             let contact_company = self.plan.attribution.contact.as_ref().map(|c| c.company.id);
             let target_company = target.company().map(|c| c.id);
             let verified = match (target_company, contact_company) {
@@ -548,7 +569,9 @@ impl<'a> Decision<'a> {
         // Replies to completed tickets.
         let mut set_status = None;
         if let Target::Ticket(t) = &target {
-            if t.complete {
+            if t.complete && unverified {
+                self.trace(format!("ticket {} is complete; an unverified note does not reopen it", t.number));
+            } else if t.complete {
                 match i.mailbox.completed_ticket {
                     CompletedTicket::Reopen => {
                         set_status = Some(i.mailbox.reopen_status_id);
@@ -738,7 +761,14 @@ impl<'a> Decision<'a> {
         if link.is_none() {
             if let Some((dup, criterion)) = self.duplicate() {
                 let s = &i.snapshot.settings;
-                match s.duplicate_action {
+                let action = match s.duplicate_action {
+                    DuplicateAction::Note if !m.allowed.ticket_notes => {
+                        self.trace("mailbox takes no ticket notes: the duplicate becomes a linked ticket");
+                        DuplicateAction::Link
+                    }
+                    other => other,
+                };
+                match action {
                     DuplicateAction::Note => {
                         self.trace(format!("duplicate of open ticket {} ({criterion}): appended as a note", dup.number));
                         self.remarks.push(format!("duplicate of ticket {} ({criterion}); added as a note", dup.number));
@@ -781,14 +811,20 @@ impl<'a> Decision<'a> {
         // CC'd addresses as additional contacts.
         let mut additional = Vec::new();
         if m.cc_contacts {
+            let ticket_company = self.plan.attribution.company.as_ref().map(|c| c.id);
             for (addr, c) in &i.facts.cc_contacts {
+                // Additional contacts see the ticket: only contacts of its own company.
+                if Some(c.company.id) != ticket_company {
+                    self.trace(format!("Cc {addr}: contact of {}, another company → not added", c.company.name));
+                    continue;
+                }
                 self.trace(format!("Cc {addr}: contact of {} → additional contact", c.company.name));
                 additional.push(ContactChoice::Existing(c.id));
             }
             if m.create_contacts {
                 if let Some(company) = self.plan.attribution.company.clone() {
                     for addr in &i.keys.cc {
-                        if i.facts.cc_contacts.iter().any(|(x, _)| x == addr) {
+                        if i.facts.cc_contacts.iter().any(|(x, _)| x == addr) || i.facts.cc_staff.iter().any(|x| x == addr) {
                             continue;
                         }
                         if crate::model::domain_of(addr).is_some() {
@@ -807,6 +843,9 @@ impl<'a> Decision<'a> {
         let mut priority_id = r.priority_id.unwrap_or(m.priority_id);
         let mut issue_type_id = r.issue_type_id.or(m.issue_type_id);
         let mut sub_issue_type_id = m.sub_issue_type_id;
+        // The issue type the message itself names (alert or rule) narrows a sub-issue lookup;
+        // the mailbox's default does not.
+        let mut named_issue_type = r.issue_type_id;
         if let Some(al) = alert {
             if let Some(q) = al.queue.as_deref().and_then(|q| find_id(&refs.queues, q)) {
                 queue_id = q;
@@ -816,12 +855,13 @@ impl<'a> Decision<'a> {
             }
             if let Some(it) = al.issue.as_deref().and_then(|x| find_id(&refs.issue_types, x)) {
                 issue_type_id = Some(it);
+                named_issue_type = Some(it);
             }
             if let Some(name) = al.sub_issue.as_deref() {
                 let hit = refs
                     .sub_issue_types
                     .iter()
-                    .find(|(_, it, n)| n.eq_ignore_ascii_case(name.trim()) && issue_type_id.is_none_or(|x| x == *it));
+                    .find(|(_, it, n)| n.eq_ignore_ascii_case(name.trim()) && named_issue_type.is_none_or(|x| x == *it));
                 match hit {
                     Some((id, it, _)) => {
                         sub_issue_type_id = Some(*id);
@@ -868,6 +908,9 @@ impl<'a> Decision<'a> {
             a.company.as_ref().map_or("no company", |c| c.name.as_str()),
             refs.queues.iter().find(|(q, _)| *q == queue_id).map_or("?", |(_, n)| n.as_str())
         ));
+        if let Some(remark) = self.unknown_number.take() {
+            self.remarks.insert(0, remark);
+        }
         self.finish(Action::CreateTicket(ticket), None);
     }
 

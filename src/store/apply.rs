@@ -37,14 +37,19 @@ pub fn facts(conn: &mut AnyConnection, keys: &LookupKeys, mailbox_id: i64, setti
         }
     }
     f.numbered = targets(conn, &keys.numbers)?;
-    if !f.numbered.iter().any(|(_, t)| t.is_some()) {
-        f.referenced = tickets::by_message_refs(conn, &keys.referenced_ids, mailbox_id)?;
-    }
+    // Looked up even when a number matched: a reply that threads to the very ticket its subject
+    // names is vouched for by the thread (cross-company guard).
+    f.referenced = tickets::by_message_refs(conn, &keys.referenced_ids, mailbox_id)?;
     // Duplicate criteria (only needed when the message would make a new ticket).
     if f.numbered.iter().all(|(_, t)| t.is_none()) && f.referenced.is_none() {
         f.duplicate_of = duplicate(conn, keys, mailbox_id, settings, now)?;
     }
     f.cc_contacts = directory::contacts_by_emails(conn, &keys.cc)?;
+    for addr in &keys.cc {
+        if directory::resource_by_email(conn, addr)?.is_some() {
+            f.cc_staff.push(addr.clone());
+        }
+    }
     if let Some(name) = &keys.named_company {
         f.named_company = directory::active_company_by_name(conn, name)?;
     }

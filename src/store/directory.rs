@@ -12,13 +12,16 @@ use crate::model::{CompanyRef, ContactRef, ResourceRef};
 
 /// The first active resource with this address (case-insensitive).
 pub fn resource_by_email(conn: &mut AnyConnection, email: &str) -> Result<Option<ResourceRef>> {
+    // `.load` rather than `.first`: a bound LIMIT makes SQLite re-prepare the statement on
+    // every call (it plans with the limit's value), and these lookups run for every message.
     let row: Option<(i64, String)> = resources::table
         .filter(lower(resources::email).eq(lower(email)))
         .filter(resources::active.eq(true))
         .order(resources::id)
         .select((resources::id, resources::name))
-        .first(conn)
-        .optional()?;
+        .load(conn)?
+        .into_iter()
+        .next();
     Ok(row.map(|(id, name)| ResourceRef { id, name }))
 }
 
@@ -36,8 +39,9 @@ pub fn contact_by_email(conn: &mut AnyConnection, email: &str) -> Result<Option<
         .filter(companies::active.eq(true))
         .order(contacts::id)
         .select((contacts::id, contacts::name, companies::id, companies::name))
-        .first(conn)
-        .optional()?;
+        .load(conn)?
+        .into_iter()
+        .next();
     Ok(row.map(|(id, name, cid, cname)| ContactRef {
         id,
         name,
@@ -52,7 +56,6 @@ pub fn companies_by_domain(conn: &mut AnyConnection, domain: &str) -> Result<Vec
         .filter(companies::active.eq(true))
         .order(companies::id)
         .select((companies::id, companies::name))
-        .limit(2)
         .load(conn)?;
     Ok(rows.into_iter().map(|(id, name)| CompanyRef { id, name }).collect())
 }

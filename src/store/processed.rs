@@ -23,8 +23,9 @@ pub fn prior(conn: &mut AnyConnection, mailbox_id: i64, dedup_key: &str) -> Resu
                 processed_messages::reason,
                 processed_messages::received_at,
             ))
-            .first(conn)
-            .optional()?;
+            .load(conn)?
+            .into_iter()
+            .next();
     Ok(row.map(|(outcome, kind, id, ticket_number, reason, received_at)| {
         let object = match (kind.as_deref().and_then(ObjectKind::parse), id) {
             (Some(kind), Some(id)) => Some(ObjectRef {

@@ -62,10 +62,7 @@ pub fn by_numbers(conn: &mut AnyConnection, numbers: &[String]) -> Result<Vec<(S
 
 /// A ticket by id.
 pub fn by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketRef>> {
-    let row: Option<TicketRow> = ticket_ref_query!()
-        .filter(tickets::id.eq(id))
-        .first(conn)
-        .optional()?;
+    let row: Option<TicketRow> = ticket_ref_query!().filter(tickets::id.eq(id)).load(conn)?.into_iter().next();
     Ok(row.map(ticket_ref))
 }
 
@@ -249,8 +246,9 @@ pub fn recent_by_sender_subject(
         .filter(tickets::created_at.ge(since))
         .filter(statuses::is_complete.eq(false))
         .order(tickets::id.desc())
-        .first(conn)
-        .optional()?;
+        .load(conn)?
+        .into_iter()
+        .next();
     Ok(row.map(ticket_ref))
 }
 
