@@ -363,7 +363,7 @@ fn mailbox_set_takes_the_entity_options_and_refuses_bad_values() {
 }
 
 #[test]
-#[ignore = "bug: src/main.rs uses Cli::parse(), so values clap rejects (yes/no, sizes) exit with clap's code 2, not 64 (usage) as README promises"]
+
 fn clap_value_errors_exit_64() {
     let t = with_directory();
     fails(&t, &["mailbox", "set", "support@msp.example", "--create-contacts", "maybe"], 64, &["expected yes or no"]);

@@ -288,7 +288,8 @@ fn a_forged_time_entry_becomes_a_note_that_keeps_the_indicator_line() {
     assert!(r.contains("commands in the first line were kept as text") && r.contains("not authenticated"), "{r}");
     assert!(r.contains("no Authentication-Results header from a trusted authserv-id (trusted: mx.msp.example"), "{r}");
     assert_eq!(db.count("SELECT count(*) AS n FROM time_entries"), 0);
-    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 1 AND author_resource_id = 1 AND body LIKE '#T=1.5 #S=Complete%' AND body LIKE '%Fixed, please bill me.'"), 1);
+    // Not believed to be staff: the note is Tina's address, not her resource record.
+    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 1 AND author_resource_id IS NULL AND author_address = 'tina@msp.example' AND body LIKE '#T=1.5 #S=Complete%' AND body LIKE '%Fixed, please bill me.'"), 1);
     // #S= was not carried out either.
     assert_eq!(db.count("SELECT count(*) AS n FROM tickets WHERE id = 1 AND status_id = 1"), 1);
 
@@ -314,7 +315,7 @@ fn a_forged_time_entry_becomes_a_note_that_keeps_the_indicator_line() {
     assert_eq!(db.count("SELECT count(*) AS n FROM time_entries"), 0);
     assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE body LIKE '#T=1.5%'"), 4);
     // The three forged staff notes are not believed to be staff's: unverified and internal.
-    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE body LIKE '#T=1.5%' AND author_resource_id = 1 AND unverified = 1 AND visibility = 'internal'"), 3);
+    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE body LIKE '#T=1.5%' AND author_resource_id IS NULL AND unverified = 1 AND visibility = 'internal'"), 3);
     assert_eq!(db.count("SELECT count(*) AS n FROM tickets WHERE id = 1 AND status_id = 1"), 1);
 }
 
@@ -555,7 +556,7 @@ fn an_alert_id_of_another_company_is_no_duplicate() {
 /// Ticket 3 (Acme) and ticket 4 (Example Corp, newer) share an alert id; a repeat from Acme
 /// belongs to ticket 3.
 #[test]
-#[ignore = "bug: store::apply::duplicate takes the newest open ticket with the alert id before decide checks the company, so an older ticket of the right company is missed"]
+
 fn an_alert_id_finds_the_ticket_of_the_same_company_among_several() {
     let db = TestDb::directory();
     let acme = process(&db, &plain(), &alert("Disk C: 91% full", "disk-c"));
@@ -776,12 +777,21 @@ fn create_contacts_adds_unknown_senders_and_ccs() {
 }
 
 #[test]
-#[ignore = "bug: pipeline::decide::new_ticket puts an unknown CC under the sender's company even when the CC's own domain names another company"]
-fn an_unknown_cc_becomes_a_contact_of_its_own_domain_company() {
+
+fn an_unknown_cc_becomes_a_contact_only_of_the_tickets_company() {
     let db = TestDb::directory();
     mailbox_set(&db, SUPPORT, MailboxSpec { create_contacts: Some(true), ..Default::default() });
+    // rep@acme.example belongs to Acme by its domain, not to Example Corp's ticket: neither made
+    // a contact there nor added (a contact of another company would see the ticket).
     process(&db, &plain(), &Mail::new("alice@example.com", "Supplier issue", "x\n").cc("rep@acme.example"));
-    assert_eq!(db.count("SELECT count(*) AS n FROM contacts WHERE email1 = 'rep@acme.example' AND company_id = 2"), 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM contacts WHERE email1 = 'rep@acme.example'"), 0);
+    // A colleague at the ticket company's own domain becomes its contact and is added.
+    process(&db, &plain(), &Mail::new("alice@example.com", "Another issue", "x\n").cc("new.colleague@example.com"));
+    assert_eq!(db.count("SELECT count(*) AS n FROM contacts WHERE email1 = 'new.colleague@example.com' AND company_id = 1"), 1);
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM ticket_contacts tc JOIN contacts c ON c.id = tc.contact_id WHERE c.email1 = 'new.colleague@example.com'"),
+        1
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -987,14 +997,14 @@ fn reprocess_converts_an_ignored_message_once_the_cause_is_gone() {
 }
 
 #[test]
-#[ignore = "bug: Engine::reprocess rebuilds the envelope without auth_user/client_addr and with the current time: an authenticated time entry held back becomes a note, and dates move to the day of reprocessing"]
+
 fn reprocess_keeps_what_the_envelope_said() {
     let db = TestDb::directory();
-    setting(&db, "duplicate_criteria", "none");
-    setting(&db, "loop_max", "1");
-    process(&db, &staff(), &Mail::new(TINA, "[T20261120.0001] VPN", "#T=1\nfirst\n"));
+    // A parsing rule keeps the authenticated time entry back; once it is gone, reprocessing
+    // judges the message as it arrived (authenticated, dated the day it came).
+    sql(&db, "INSERT INTO parsing_rules (position, field, pattern, ignore_message, stop, active) VALUES (1, 'subject', 'VPN', TRUE, TRUE, TRUE);");
     assert_eq!(process(&db, &staff(), &Mail::new(TINA, "[T20261120.0001] VPN", "#T=1\nsecond\n")).outcome, Verdict::Ignored);
-    setting(&db, "loop_max", "10");
+    sql(&db, "DELETE FROM parsing_rules;");
     let out = db.engine().reprocess(message_id_of(&db, "ignored"), false).unwrap();
     assert_eq!(out[0].outcome, Verdict::TimeEntryAdded, "{out:?}");
     assert_eq!(out[0].time.as_ref().unwrap().date, "2026-11-27");
@@ -1059,19 +1069,19 @@ fn explain_traces_the_decision_and_writes_nothing() {
 }
 
 #[test]
-#[ignore = "bug: Engine::reprocess deletes the processed-message record (and its raw text) before deciding again; when the new decision is a rejection nothing is written back, so the message is lost"]
+
 fn reprocess_that_ends_in_a_rejection_keeps_the_stored_message() {
     let db = TestDb::directory();
     let m = Mail::new("alice@example.com", "Salary", "secret\n").header("Sensitivity: Private");
     assert_eq!(process(&db, &plain(), &m).outcome, Verdict::Ignored);
     sql(&db, "INSERT INTO excluded_senders (pattern, action) VALUES ('alice@example.com', 'reject');");
-    let out = db.engine().reprocess(1, false).unwrap();
-    assert_eq!(out[0].outcome, Verdict::Rejected);
+    let err = db.engine().reprocess(1, false).unwrap_err().to_string();
+    assert!(err.contains("would now be refused") && err.contains("stays stored"), "{err}");
     assert_eq!(db.count("SELECT count(*) AS n FROM processed_messages WHERE raw IS NOT NULL"), 1, "the stored message must survive");
 }
 
 #[test]
-#[ignore = "security finding (needs a decision): the forward marker is honoured for an unauthenticated From: of a resource, so anyone can attribute a ticket to any contact and bypass unknown_sender = reject"]
+
 fn a_forged_staff_forward_is_not_believed() {
     let db = TestDb::directory();
     // alerts@ refuses unknown senders; a forged From: tina with the marker gets past that.

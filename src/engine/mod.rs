@@ -164,7 +164,15 @@ impl Engine {
             let mut out = Vec::new();
             for (rcpt, mailbox) in &p.targets {
                 let plan = plan_for(c, &p, rcpt, mailbox, now)?;
-                let ctx = apply::Context { queue_id: None, envelope_from: &p.envelope.sender, day: &day, now, raw: None };
+                let ctx = apply::Context {
+                    queue_id: None,
+                    envelope_from: &p.envelope.sender,
+                    day: &day,
+                    now,
+                    raw: None,
+                    client_addr: p.envelope.client_addr,
+                    auth_user: p.envelope.auth_user.as_deref(),
+                };
                 let applied = apply::apply(c, &plan, &ctx).map_err(crate::error::Error::from)?;
                 let mut trace = head.clone();
                 trace.extend(plan.trace.iter().cloned());
@@ -201,9 +209,15 @@ impl Engine {
                 view.ticket.as_deref().map(|t| format!(", {t}")).unwrap_or_default()
             )));
         }
-        let mut envelope = Envelope::new([view.envelope_rcpt.clone()]);
-        envelope.sender = view.envelope_from.clone();
-        envelope.queue_id = view.queue_id.clone();
+        // The envelope as it was: trust and dates are judged as on arrival.
+        let envelope = Envelope {
+            sender: view.envelope_from.clone(),
+            recipients: vec![view.envelope_rcpt.clone()],
+            queue_id: view.queue_id.clone(),
+            client_addr: view.client_addr.as_deref().and_then(|a| a.parse().ok()),
+            auth_user: view.auth_user.clone(),
+            received_at: chrono::DateTime::from_naive_utc_and_offset(view.received_at_utc, chrono::Utc),
+        };
         let p = self.prepare(envelope, raw);
         if p.targets.is_empty() {
             return Err(crate::error::Error::Usage(format!(
@@ -211,9 +225,18 @@ impl Engine {
                 view.envelope_rcpt
             )));
         }
+        // The stored record goes only when the message is converted again; a refusal would
+        // lose it, so that undoes everything.
         self.store.transact(Finish::Commit, |c| {
             store::messages::delete(c, id)?;
-            write_prepared(c, &p)
+            let outcomes = write_prepared(c, &p)?;
+            if let Some(o) = outcomes.iter().find(|o| o.outcome == Verdict::Rejected) {
+                return Err(crate::error::Error::Usage(format!(
+                    "message {id} would now be refused ({}); it stays stored as it was",
+                    o.reason.as_deref().unwrap_or("no reason")
+                )));
+            }
+            Ok(outcomes)
         })
     }
 }
@@ -264,6 +287,8 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
                     day: &day,
                     now,
                     raw,
+                    client_addr: p.envelope.client_addr,
+                    auth_user: p.envelope.auth_user.as_deref(),
                 };
                 let applied = apply::apply(c, &plan, &ctx)?;
                 Ok(report(&plan, applied, &p.inbound, &p.snapshot))
@@ -283,7 +308,7 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
 pub fn plan_for(conn: &mut AnyConnection, p: &Prepared, rcpt: &str, mailbox: &Mailbox, now: chrono::NaiveDateTime) -> Result<Plan> {
     let rules = p.snapshot.rules.evaluate(mailbox.id, &p.inbound, &p.snapshot.refs);
     let keys = pipeline::keys(&p.inbound, &p.envelope, &p.snapshot, &p.analysis, &rules);
-    let facts = apply::facts(conn, &keys, mailbox.id, &p.snapshot.settings, now)?;
+    let facts = apply::facts(conn, &keys, mailbox.id, &p.snapshot.settings, &|d| p.snapshot.is_public_domain(d), now)?;
     Ok(pipeline::decide(&pipeline::Input {
         inbound: &p.inbound,
         envelope: &p.envelope,

@@ -455,8 +455,11 @@ pub struct Facts {
     pub referenced: Option<(String, TicketRef)>,
     /// Messages from the same sender with the same normalised subject in the loop window.
     pub loop_count: i64,
-    /// A recent ticket this message duplicates by the configured criteria.
-    pub duplicate_of: Option<DuplicateCandidate>,
+    /// Recent open tickets of the mailbox this message may duplicate, by the configured criteria
+    /// (alert and external ids first; the decision keeps those of the attributed company).
+    pub duplicates: Vec<DuplicateCandidate>,
+    /// Unknown CC addresses whose domain is the web domain of exactly one active company.
+    pub cc_domain_companies: Vec<(String, CompanyRef)>,
     /// CC addresses that are active contacts (address, contact).
     pub cc_contacts: Vec<(String, ContactRef)>,
     /// CC addresses of active resources (staff never become customer contacts).

@@ -188,6 +188,9 @@ struct Decision<'a> {
     remarks: Vec<String>,
     /// Said only when a new ticket is really made: the subject's number matched nothing.
     unknown_number: Option<String>,
+    /// The sender is a resource whose mail is believed: authenticated, or no means to tell are
+    /// configured (no trusted verifiers or networks). Forged staff addresses are outsiders.
+    staff: bool,
 }
 
 impl<'a> Decision<'a> {
@@ -213,7 +216,10 @@ impl<'a> Decision<'a> {
             subject_key: i.keys.subject_key.clone(),
             trace: Vec::new(),
         };
-        Decision { i, plan, remarks: Vec::new(), unknown_number: None }
+        let s = &i.snapshot.settings;
+        let trust_configured = !s.trust.authserv_ids.is_empty() || !s.trust.networks.is_empty();
+        let staff = i.facts.resource.is_some() && (i.analysis.trust.is_ok() || !trust_configured);
+        Decision { i, plan, remarks: Vec::new(), unknown_number: None, staff }
     }
 
     fn trace(&mut self, line: impl Into<String>) {
@@ -284,9 +290,10 @@ impl<'a> Decision<'a> {
             return;
         }
 
-        // The loop guard (counted in the database across hosts).
+        // The loop guard (counted in the database across hosts). Believed staff are exempt: a
+        // technician booking time or answering quickly is no mail loop.
         let s = &i.snapshot.settings;
-        if s.loop_max > 0 && i.facts.loop_count >= s.loop_max as i64 {
+        if s.loop_max > 0 && i.facts.loop_count >= s.loop_max as i64 && !self.staff {
             let reason = format!(
                 "loop guard: {} messages from {} with this subject in the last {} minutes (limit {})",
                 i.facts.loop_count,
@@ -380,7 +387,9 @@ impl<'a> Decision<'a> {
         a.company = None;
         a.contact = None;
         a.resource = None;
-        if let Some(r) = &f.resource {
+        // A staff address that is not believed (see `staff`) is attributed like anyone else.
+        let resource = f.resource.as_ref().filter(|_| self.staff);
+        if let Some(r) = resource {
             a.kind = SenderKind::Resource;
             a.resource = Some(r.clone());
             a.company = target.and_then(|t| t.company().cloned()).or_else(|| i.mailbox.fallback_company.clone());
@@ -450,6 +459,10 @@ impl<'a> Decision<'a> {
         let (Some(fwd), Some(_)) = (&i.analysis.forward, &i.facts.resource) else {
             return false;
         };
+        if !self.staff {
+            self.trace("forward marker from a staff address that nothing authenticates: not believed");
+            return false;
+        }
         let a = &mut self.plan.attribution;
         a.address = Some(fwd.original.email.clone());
         a.resource = None;
@@ -513,8 +526,7 @@ impl<'a> Decision<'a> {
         // Once the installation can tell authenticated mail (trusted verifiers or networks are
         // set), a staff address without authentication is not believed to be staff here: a
         // forged From must not put notes under a colleague's name on any customer's ticket.
-        let trust_configured = !s.trust.authserv_ids.is_empty() || !s.trust.networks.is_empty();
-        let staff = resource.is_some() && (i.analysis.trust.is_ok() || !trust_configured);
+        let staff = self.staff;
         if resource.is_some() && !staff {
             self.trace("sender is a resource address, but the message is not authenticated: treated as an outsider");
         }
@@ -793,7 +805,10 @@ impl<'a> Decision<'a> {
         // A contact for an unknown sender, under the company found for them.
         let a = self.plan.attribution.clone();
         let mut contact = a.contact.as_ref().map(|c| ContactChoice::Existing(c.id));
-        if contact.is_none() && a.resource.is_none() && m.create_contacts {
+        // A staff address never becomes a customer contact, believed or not (the original
+        // sender of a staff forward is no staff address).
+        let staff_address = !forwarded && i.facts.resource.is_some();
+        if contact.is_none() && !staff_address && m.create_contacts {
             if let (Some(company), Some(addr)) = (&a.company, &a.address) {
                 let name = if forwarded {
                     i.analysis.forward.as_ref().and_then(|f| f.original.name.clone())
@@ -827,9 +842,22 @@ impl<'a> Decision<'a> {
                         if i.facts.cc_contacts.iter().any(|(x, _)| x == addr) || i.facts.cc_staff.iter().any(|x| x == addr) {
                             continue;
                         }
-                        if crate::model::domain_of(addr).is_some() {
-                            self.trace(format!("Cc {addr}: unknown → new contact of {}", company.name));
-                            additional.push(ContactChoice::Create(NewContact { company_id: company.id, email: addr.clone(), name: String::new() }));
+                        // An unknown CC belongs to the company of its own domain, else to the
+                        // mailbox's fallback company; only a contact of the ticket's company is added.
+                        let own = i
+                            .facts
+                            .cc_domain_companies
+                            .iter()
+                            .find(|(x, _)| x == addr)
+                            .map(|(_, c)| c.clone())
+                            .or_else(|| m.fallback_company.clone());
+                        match own {
+                            Some(c) if c.id == company.id => {
+                                self.trace(format!("Cc {addr}: unknown → new contact of {}", company.name));
+                                additional.push(ContactChoice::Create(NewContact { company_id: company.id, email: addr.clone(), name: String::new() }));
+                            }
+                            Some(c) => self.trace(format!("Cc {addr}: belongs to {}, not the ticket's company → not added", c.name)),
+                            None => self.trace(format!("Cc {addr}: unknown, no company → not added")),
                         }
                     }
                 }
@@ -917,16 +945,16 @@ impl<'a> Decision<'a> {
     /// A recent open ticket this message duplicates, by the configured criteria.
     fn duplicate(&mut self) -> Option<(TicketRef, &'static str)> {
         let i = self.i;
-        let d = i.facts.duplicate_of.as_ref()?;
-        // Alert and external ids count only within the same company.
-        if d.criterion != "sender_subject" {
-            let company = self.plan.attribution.company.as_ref().map(|c: &CompanyRef| c.id);
-            if d.ticket.company.as_ref().map(|c| c.id) != company {
+        let company = self.plan.attribution.company.as_ref().map(|c: &CompanyRef| c.id);
+        for d in &i.facts.duplicates {
+            // Alert and external ids count only within the same company.
+            if d.criterion != "sender_subject" && d.ticket.company.as_ref().map(|c| c.id) != company {
                 self.trace(format!("ticket {} has the same {} but another company: not a duplicate", d.ticket.number, d.criterion));
-                return None;
+                continue;
             }
+            return Some((d.ticket.clone(), d.criterion));
         }
-        Some((d.ticket.clone(), d.criterion))
+        None
     }
 }
 

@@ -744,7 +744,7 @@ fn an_unknown_number_does_not_claim_a_ticket_when_none_is_made() {
     // A duplicate appended as a note: no ticket was made either.
     let mut c = case().contact().subject("Re: [T20240101.0999] Printer");
     c.facts.numbered = vec![("T20240101.0999".into(), None)];
-    c.facts.duplicate_of = Some(DuplicateCandidate { ticket: acme_ticket(), criterion: "sender_subject" });
+    c.facts.duplicates = vec![DuplicateCandidate { ticket: acme_ticket(), criterion: "sender_subject" }];
     let p = c.run();
     noted(&p);
     assert!(!reason(&p).contains("a new ticket was made"), "{}", explain(&p));
@@ -1428,7 +1428,7 @@ fn a_follow_up_ticket_is_not_taken_for_a_duplicate() {
         .contact()
         .mb(|m| m.completed_ticket = CompletedTicket::New)
         .about_ticket(completed())
-        .facts(|f| f.duplicate_of = Some(DuplicateCandidate { ticket: other_ticket(), criterion: "sender_subject" }))
+        .facts(|f| f.duplicates = vec![DuplicateCandidate { ticket: other_ticket(), criterion: "sender_subject" }])
         .run();
     assert_eq!(created(&p).link, Some((500, "follow_up")));
 }
@@ -1444,7 +1444,7 @@ fn a_reply_to_an_open_ticket_changes_no_status() {
 // ---------------------------------------------------------------------------------------------
 
 fn dup(criterion: &'static str, ticket: TicketRef) -> impl FnOnce(&mut Facts) {
-    move |f| f.duplicate_of = Some(DuplicateCandidate { ticket, criterion })
+    move |f| f.duplicates = vec![DuplicateCandidate { ticket, criterion }]
 }
 
 #[test]
@@ -1541,20 +1541,32 @@ fn without_cc_contacts_nobody_is_added() {
 }
 
 #[test]
-fn unknown_cc_addresses_become_contacts_of_the_attributed_company() {
-    let p = with_cc(case().contact().mb(|m| {
+fn unknown_cc_addresses_become_contacts_only_of_the_tickets_company() {
+    // eve@newcorp.example belongs (by her domain) to the ticket's company: she is added as a
+    // new contact of it.
+    let mut c = with_cc(case().contact().mb(|m| {
         m.cc_contacts = true;
         m.create_contacts = true;
-    }))
-    .run();
+    }));
+    let acme = c.facts.contact.as_ref().unwrap().company.clone();
+    c.facts.cc_domain_companies = vec![("eve@newcorp.example".into(), acme.clone())];
+    let p = c.run();
     let t = created(&p);
     assert_eq!(
         t.additional_contacts,
         vec![
             ContactChoice::Existing(300),
-            ContactChoice::Create(NewContact { company_id: 10, email: "eve@newcorp.example".into(), name: String::new() }),
+            ContactChoice::Create(NewContact { company_id: acme.id, email: "eve@newcorp.example".into(), name: String::new() }),
         ]
     );
+    // Without a company of her own (and a fallback company that is another one) she is not.
+    let c = with_cc(case().contact().mb(|m| {
+        m.cc_contacts = true;
+        m.create_contacts = true;
+    }));
+    let p = c.run();
+    assert_eq!(created(&p).additional_contacts, vec![ContactChoice::Existing(300)], "{}", explain(&p));
+    assert!(has_trace(&p, "eve@newcorp.example"), "{}", explain(&p));
 }
 
 #[test]
@@ -1830,7 +1842,7 @@ fn a_repeated_alert_becomes_a_note() {
         .text(text)
         .facts(|f| {
             f.named_company = Some(acme());
-            f.duplicate_of = Some(DuplicateCandidate { ticket: acme_ticket(), criterion: "alert_id" });
+            f.duplicates = vec![DuplicateCandidate { ticket: acme_ticket(), criterion: "alert_id" }];
         })
         .run();
     let n = noted(&p);
@@ -1846,7 +1858,7 @@ fn a_repeated_alert_of_another_company_is_a_new_ticket() {
         .text(text)
         .facts(|f| {
             f.named_company = Some(beta());
-            f.duplicate_of = Some(DuplicateCandidate { ticket: acme_ticket(), criterion: "alert_id" });
+            f.duplicates = vec![DuplicateCandidate { ticket: acme_ticket(), criterion: "alert_id" }];
         })
         .run();
     assert_eq!(created(&p).company_id, Some(20));

@@ -13,7 +13,14 @@ use crate::pipeline::Settings;
 use crate::pipeline::numbers::NumberKind;
 
 /// Look up everything a decision about this message for this mailbox needs.
-pub fn facts(conn: &mut AnyConnection, keys: &LookupKeys, mailbox_id: i64, settings: &Settings, now: NaiveDateTime) -> Result<Facts> {
+pub fn facts(
+    conn: &mut AnyConnection,
+    keys: &LookupKeys,
+    mailbox_id: i64,
+    settings: &Settings,
+    public_domains: &dyn Fn(&str) -> bool,
+    now: NaiveDateTime,
+) -> Result<Facts> {
     let mut f = Facts {
         prior: processed::prior(conn, mailbox_id, &keys.dedup_key)?,
         ..Facts::default()
@@ -42,12 +49,19 @@ pub fn facts(conn: &mut AnyConnection, keys: &LookupKeys, mailbox_id: i64, setti
     f.referenced = tickets::by_message_refs(conn, &keys.referenced_ids, mailbox_id)?;
     // Duplicate criteria (only needed when the message would make a new ticket).
     if f.numbered.iter().all(|(_, t)| t.is_none()) && f.referenced.is_none() {
-        f.duplicate_of = duplicate(conn, keys, mailbox_id, settings, now)?;
+        f.duplicates = duplicates(conn, keys, mailbox_id, settings, now)?;
     }
     f.cc_contacts = directory::contacts_by_emails(conn, &keys.cc)?;
     for addr in &keys.cc {
+        if f.cc_contacts.iter().any(|(x, _)| x == addr) {
+            continue;
+        }
         if directory::resource_by_email(conn, addr)?.is_some() {
             f.cc_staff.push(addr.clone());
+        } else if let Some(domain) = crate::model::domain_of(addr).filter(|d| !public_domains(d)) {
+            if let [one] = directory::companies_by_domain(conn, &domain)?.as_slice() {
+                f.cc_domain_companies.push((addr.clone(), one.clone()));
+            }
         }
     }
     if let Some(name) = &keys.named_company {
@@ -91,24 +105,24 @@ fn targets(conn: &mut AnyConnection, numbers: &[String]) -> Result<Vec<(String, 
 
 /// Duplicates are looked for among the same mailbox's tickets: the same message sent to two
 /// mailboxes makes one ticket in each.
-fn duplicate(conn: &mut AnyConnection, keys: &LookupKeys, mailbox_id: i64, s: &Settings, now: NaiveDateTime) -> Result<Option<DuplicateCandidate>> {
-    let pick = |list: Vec<(TicketRef, &'static str)>| list.into_iter().next().map(|(ticket, criterion)| DuplicateCandidate { ticket, criterion });
+fn duplicates(conn: &mut AnyConnection, keys: &LookupKeys, mailbox_id: i64, s: &Settings, now: NaiveDateTime) -> Result<Vec<DuplicateCandidate>> {
+    let mut out: Vec<DuplicateCandidate> = Vec::new();
     let alert = if s.duplicate_alert_id { keys.alert_id.as_deref() } else { None };
     let external = if s.duplicate_external_id { keys.external_id.as_deref() } else { None };
     if alert.is_some() || external.is_some() {
-        if let Some(d) = pick(tickets::open_by_alert(conn, mailbox_id, alert, external)?) {
-            return Ok(Some(d));
+        for (ticket, criterion) in tickets::open_by_alert(conn, mailbox_id, alert, external)? {
+            out.push(DuplicateCandidate { ticket, criterion });
         }
     }
     if s.duplicate_sender_subject && s.duplicate_window_minutes > 0 && !keys.subject_key.is_empty() {
         if let Some(sender) = &keys.sender {
             let since = now - Duration::minutes(s.duplicate_window_minutes as i64);
             if let Some(t) = tickets::recent_by_sender_subject(conn, mailbox_id, sender, &keys.subject_key, since)? {
-                return Ok(Some(DuplicateCandidate { ticket: t, criterion: "sender_subject" }));
+                out.push(DuplicateCandidate { ticket: t, criterion: "sender_subject" });
             }
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
 /// What `apply` wrote.
@@ -127,6 +141,8 @@ pub struct Context<'a> {
     pub now: NaiveDateTime,
     /// The raw message, when it is to be kept.
     pub raw: Option<&'a [u8]>,
+    pub client_addr: Option<std::net::IpAddr>,
+    pub auth_user: Option<&'a str>,
 }
 
 fn note_ref(kind: ObjectKind, id: i64, target: &NoteTarget) -> ObjectRef {
@@ -233,6 +249,8 @@ pub fn apply(conn: &mut AnyConnection, plan: &Plan, ctx: &Context<'_>) -> Result
             raw: ctx.raw,
             sender_address: plan.sender_address.as_deref(),
             subject_key: Some(plan.subject_key.as_str()),
+            client_addr: ctx.client_addr.map(|ip| ip.to_string()),
+            auth_user: ctx.auth_user,
         },
     )?;
     Ok(applied)

@@ -22,12 +22,19 @@ pub struct MessageView {
     pub ticket: Option<String>,
     pub reason: Option<String>,
     pub raw_size: Option<i64>,
+    #[serde(skip)]
+    pub received_at_utc: NaiveDateTime,
+    pub client_addr: Option<String>,
+    pub auth_user: Option<String>,
 }
 
-type Row = (i64, NaiveDateTime, String, Option<String>, String, String, Option<String>, String, Option<String>, Option<String>, Option<i64>);
+type Row = (i64, NaiveDateTime, String, Option<String>, String, String, Option<String>, String, Option<String>, Option<String>, Option<i64>, (Option<String>, Option<String>));
 
-fn view((id, at, mailbox, qid, from, rcpt, mid, outcome, ticket, reason, size): Row) -> MessageView {
+fn view((id, at, mailbox, qid, from, rcpt, mid, outcome, ticket, reason, size, (client_addr, auth_user)): Row) -> MessageView {
     MessageView {
+        received_at_utc: at,
+        client_addr,
+        auth_user,
         id,
         received_at: at.format("%Y-%m-%d %H:%M:%S").to_string(),
         mailbox,
@@ -59,6 +66,7 @@ macro_rules! message_query {
                 tickets::number.nullable(),
                 processed_messages::reason,
                 diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>("length(processed_messages.raw)"),
+                (processed_messages::client_addr, processed_messages::auth_user),
             ))
     };
 }

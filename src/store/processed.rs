@@ -63,6 +63,8 @@ pub struct Record<'a> {
     pub raw: Option<&'a [u8]>,
     pub sender_address: Option<&'a str>,
     pub subject_key: Option<&'a str>,
+    pub client_addr: Option<String>,
+    pub auth_user: Option<&'a str>,
 }
 
 /// Insert the record; a unique violation means the message was processed concurrently.
@@ -84,6 +86,8 @@ pub fn insert(conn: &mut AnyConnection, r: &Record<'_>) -> diesel::QueryResult<(
             processed_messages::raw.eq(r.raw),
             processed_messages::sender_address.eq(r.sender_address),
             processed_messages::subject_key.eq(r.subject_key),
+            processed_messages::client_addr.eq(&r.client_addr),
+            processed_messages::auth_user.eq(r.auth_user),
         ))
         .execute(conn)
         .map(|_| ())

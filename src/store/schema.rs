@@ -410,6 +410,8 @@ diesel::table! {
         raw -> Nullable<Binary>,
         sender_address -> Nullable<Text>,
         subject_key -> Nullable<Text>,
+        client_addr -> Nullable<Text>,
+        auth_user -> Nullable<Text>,
     }
 }
 

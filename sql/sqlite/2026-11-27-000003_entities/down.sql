@@ -19,6 +19,8 @@ ALTER TABLE mailboxes DROP COLUMN allow_ticket_time;
 ALTER TABLE mailboxes DROP COLUMN allow_ticket_notes;
 ALTER TABLE mailboxes DROP COLUMN allow_tickets;
 DROP INDEX processed_messages_loop;
+ALTER TABLE processed_messages DROP COLUMN auth_user;
+ALTER TABLE processed_messages DROP COLUMN client_addr;
 ALTER TABLE processed_messages DROP COLUMN subject_key;
 ALTER TABLE processed_messages DROP COLUMN sender_address;
 DROP INDEX tickets_external;

@@ -115,6 +115,8 @@ CREATE INDEX tickets_external ON tickets (company_id, external_id);
 
 ALTER TABLE processed_messages ADD COLUMN sender_address TEXT; -- sender (lower case), for the loop guard
 ALTER TABLE processed_messages ADD COLUMN subject_key TEXT;    -- normalised subject, for the loop guard
+ALTER TABLE processed_messages ADD COLUMN client_addr TEXT;    -- SMTP client address (reprocessing judges trust as first)
+ALTER TABLE processed_messages ADD COLUMN auth_user TEXT;      -- SASL login of the SMTP session, when authenticated
 CREATE INDEX processed_messages_loop ON processed_messages (sender_address, subject_key, received_at);
 
 -- Mailboxes: which entity kinds each may make (Autotask's per-entity tabs) and how.
