@@ -2,8 +2,9 @@
 //! (the ceiling: ticketmilter's parse is built on it and cannot be faster).
 //!
 //! Per message size (`small_4k`, `large_1m`):
-//! - `parse_decide`: `pipeline::parse`, then `pipeline::keys` and `pipeline::decide` against a
-//!   snapshot with one mailbox and 50 tags, with synthetic facts (the sender is a known contact);
+//! - `parse_decide`: `pipeline::parse`, then the analysis (alert block, indicators, trust),
+//!   parsing rules, `pipeline::keys` and `pipeline::decide` against a snapshot with one mailbox
+//!   and 50 tags, with synthetic facts (the sender is a known contact);
 //! - `mail_parser_ceiling`: `MessageParser::default().parse(raw)` plus `body_text(0)`;
 //! - `parse_only` and `keys_decide_only`: the two halves of `parse_decide`, to show where the
 //!   time goes;
@@ -41,8 +42,20 @@ impl Inputs {
     fn keys_decide(&self, inbound: &Inbound) -> Plan {
         let snapshot = &self.snapshot;
         let mailbox = snapshot.mailbox_for(common::MAILBOX).expect("the benchmark mailbox");
-        let keys = pipeline::keys(inbound, &self.envelope, snapshot);
-        pipeline::decide(inbound, &self.envelope, common::MAILBOX, mailbox, &keys, &self.facts, snapshot)
+        let analysis = pipeline::analyse(inbound, &self.envelope, snapshot);
+        let rules = snapshot.rules.evaluate(mailbox.id, inbound, &snapshot.refs);
+        let keys = pipeline::keys(inbound, &self.envelope, snapshot, &analysis, &rules);
+        pipeline::decide(&pipeline::Input {
+            inbound,
+            envelope: &self.envelope,
+            rcpt: common::MAILBOX,
+            mailbox,
+            keys: &keys,
+            facts: &self.facts,
+            snapshot,
+            analysis: &analysis,
+            rules: &rules,
+        })
     }
 
     fn parse_decide(&self, raw: &[u8]) -> Plan {
@@ -65,7 +78,7 @@ fn check(inputs: &Inputs, raw: &[u8], attachments: usize) {
     let Action::CreateTicket(t) = &plan.action else {
         panic!("expected a new ticket, got {:?}", plan.action);
     };
-    assert_eq!(t.contact_id, Some(1), "the sender is the known contact");
+    assert_eq!(t.contact, Some(ticketmilter::model::ContactChoice::Existing(1)), "the sender is the known contact");
     assert_eq!(t.attachments.len(), attachments);
     assert!(!t.tags.is_empty(), "the text mentions several tags");
     assert!(t.description.len() > 1500, "the text body was read");

@@ -78,3 +78,37 @@ INSERT INTO mailbox_tags (mailbox_id, tag_id)
 -- Settings (all optional; `ticketmilter setting list` shows every key with its default).
 INSERT INTO settings (key, value) SELECT 'max_tags', '30'
     WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = 'max_tags');
+
+-- Commands by mail (#T= time, #R= role, #S= status on the first line) are carried out only for
+-- resources whose message is authenticated: SMTP AUTH, a client in trusted_networks, or an
+-- Authentication-Results header from one of trusted_authserv_ids (your MX's OpenDKIM/OpenDMARC
+-- or rspamd) reporting dmarc=pass, or dkim=pass for the sender's domain.
+INSERT INTO settings (key, value) SELECT 'trusted_authserv_ids', 'mx.msp.example'
+    WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = 'trusted_authserv_ids');
+
+-- Parsing rules: ordered regular expressions over subject, body, from or header:Name.
+-- Monitoring mail "[PRTG] Sensor down on srv01" goes to the Monitoring Alert queue as High
+-- and is tagged; mail flagged as spam by the MX is left unconverted.
+INSERT INTO parsing_rules (position, field, pattern, set_queue, set_priority, add_tag, ignore_message, stop, active)
+    SELECT 10, 'subject', '^\[PRTG\]', 'Monitoring Alert', 'High', 'Monitoring', FALSE, FALSE, TRUE
+    WHERE NOT EXISTS (SELECT 1 FROM parsing_rules WHERE position = 10 AND field = 'subject');
+INSERT INTO parsing_rules (position, field, pattern, ignore_message, stop, active)
+    SELECT 1, 'header:X-Spam-Flag', '^yes$', TRUE, TRUE, TRUE
+    WHERE NOT EXISTS (SELECT 1 FROM parsing_rules WHERE position = 1 AND field = 'header:X-Spam-Flag');
+
+-- Senders whose mail is never converted: an address or a whole domain (@example.org).
+INSERT INTO excluded_senders (pattern, action, note)
+    SELECT '@newsletter.example', 'ignore', 'marketing mail'
+    WHERE NOT EXISTS (SELECT 1 FROM excluded_senders WHERE pattern = '@newsletter.example');
+
+-- A project with a task: mail with P…/K… numbers in the subject becomes project/task notes
+-- (and time entries on the task from staff). Projects and tasks get numbers when added with
+-- `ticketmilter project add` / `task add`; here they are numbered by hand.
+INSERT INTO projects (number, name, company_id, status_id, created_at, updated_at)
+    SELECT 'P20260101.0001', 'Office move', c.id, 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP
+    FROM companies c WHERE c.name = 'Example Corp'
+      AND NOT EXISTS (SELECT 1 FROM projects WHERE number = 'P20260101.0001');
+INSERT INTO tasks (number, project_id, title, description, status_id, created_at, updated_at)
+    SELECT 'K20260101.0001', p.id, 'Move the printers', '', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP
+    FROM projects p WHERE p.number = 'P20260101.0001'
+      AND NOT EXISTS (SELECT 1 FROM tasks WHERE number = 'K20260101.0001');

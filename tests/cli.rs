@@ -224,3 +224,239 @@ fn the_shipped_example_loads_and_converts() {
     let o = t.run(&["check"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+// ------------------------------------------------------------------------------------------
+// Projects, tasks, roles, work types, the new mailbox options, explain and messages
+// ------------------------------------------------------------------------------------------
+
+/// A CLI database loaded with the test directory.
+fn with_directory() -> Cli {
+    let t = Cli::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    t.ok(&["load", root.join("tests/fixtures/directory.sql").to_str().unwrap()]);
+    t
+}
+
+/// One integer from the CLI's database.
+fn count(t: &Cli, sql: &str) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let store = ticketmilter::store::Store::open(&t.db(), ticketmilter::store::StoreOptions::default()).unwrap();
+    let mut conn = store.conn().unwrap();
+    match &mut *conn {
+        ticketmilter::store::AnyConnection::Sqlite(c) => diesel::sql_query(sql).get_result::<N>(c).unwrap().n,
+        ticketmilter::store::AnyConnection::Postgres(c) => diesel::sql_query(sql).get_result::<N>(c).unwrap().n,
+    }
+}
+
+fn fails(t: &Cli, args: &[&str], code: i32, wanted: &[&str]) {
+    let o = t.run(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+    for w in wanted {
+        assert!(err.contains(w), "{args:?}: stderr lacks {w:?}: {err}");
+    }
+}
+
+#[test]
+fn projects_and_tasks_get_numbers() {
+    let t = with_directory();
+    let today = chrono::Local::now().format("%Y%m%d").to_string();
+    let out = t.ok(&["project", "add", "Website relaunch", "--company", "Example Corp"]);
+    let project = format!("P{today}.0001");
+    assert_eq!(out.trim(), format!("added project {project} \"Website relaunch\""));
+    let out = t.ok(&["project", "add", "Internal wiki"]);
+    assert!(out.contains(&format!("P{today}.0002")), "{out}");
+    let list = t.ok(&["project", "list"]);
+    assert!(list.starts_with("NUMBER"), "{list}");
+    assert!(list.lines().any(|l| l.starts_with(&project) && l.contains("New") && l.contains("Example Corp") && l.ends_with("Website relaunch")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("P20261120.0001") && l.contains("In Progress") && l.ends_with("Network refresh")), "{list}");
+
+    let out = t.ok(&["task", "add", &project.to_lowercase(), "Migrate DNS", "--assign", "tina@msp.example"]);
+    let task = format!("K{today}.0001");
+    assert_eq!(out.trim(), format!("added task {task} \"Migrate DNS\" to {project}"));
+    let list = t.ok(&["task", "list"]);
+    assert!(list.lines().any(|l| l.starts_with(&task) && l.contains(&project) && l.contains("tina@msp.example") && l.ends_with("Migrate DNS")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("K20261120.0002") && l.contains("Complete")), "{list}");
+    assert_eq!(count(&t, &format!("SELECT count(*) AS n FROM tasks WHERE number = '{task}' AND assigned_resource_id = 1 AND status_id = 1")), 1);
+
+    // A mail naming the new task becomes a task note.
+    let path = t.dir.path().join("k.eml");
+    std::fs::write(&path, format!("From: alice@example.com\nSubject: Re: {task}\nMessage-ID: <k1@example.com>\n\nDNS records attached.\n")).unwrap();
+    let out = lines(&t.ok(&["process", "--rcpt", "support@msp.example", path.to_str().unwrap()]));
+    assert_eq!(out[0]["outcome"], "note_added");
+    assert_eq!(out[0]["object"]["kind"], "task_note");
+    assert_eq!(out[0]["object"]["task_number"], task.as_str());
+    assert_eq!(out[0]["object"]["project_number"], project.as_str());
+
+    fails(&t, &["project", "add", "X", "--company", "Nope"], 64, &["no company named \"Nope\""]);
+    fails(&t, &["project", "add", "  "], 64, &["a project needs a name"]);
+    fails(&t, &["task", "add", "P20990101.0001", "X"], 64, &["no project P20990101.0001"]);
+    fails(&t, &["task", "add", &project, "X", "--assign", "nobody@msp.example"], 64, &["no active resource with address nobody@msp.example"]);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM tasks"), 3, "failed adds leave nothing behind");
+}
+
+#[test]
+fn roles_and_work_types() {
+    let t = with_directory();
+    let out = t.ok(&["role", "add", "Consultant", "--rate", "120"]);
+    assert_eq!(out.trim(), "added role \"Consultant\" (id 4)");
+    let list = t.ok(&["role", "list"]);
+    assert!(list.lines().any(|l| l.contains("Consultant") && l.contains("120.00") && l.contains("no") && l.ends_with("yes")), "{list}");
+    assert!(list.lines().any(|l| l.contains("Engineer") && !l.contains("Senior") && l.contains("yes")), "{list}");
+    fails(&t, &["role", "add", "senior engineer"], 64, &["a role named \"senior engineer\" exists"]);
+
+    let out = t.ok(&["work-type", "add", "Travel", "--non-billable"]);
+    assert_eq!(out.trim(), "added work type \"Travel\" (id 4)");
+    let list = t.ok(&["work-type", "list"]);
+    assert!(list.lines().any(|l| l.starts_with("4 ") && l.contains("Travel") && l.contains("no")), "{list}");
+    fails(&t, &["work-type", "add", "remote support"], 64, &["exists"]);
+
+    // The new role can be named by #R= and by the mailbox.
+    t.ok(&["mailbox", "set", "support@msp.example", "--role", "Consultant", "--work-type", "Travel"]);
+    let path = t.dir.path().join("t.eml");
+    std::fs::write(&path, "From: tina@msp.example\nSubject: [T20261120.0001] VPN\nMessage-ID: <r1@msp.example>\n\n#T=30m\nDrove over.\n").unwrap();
+    let out = t.ok(&["explain", "--rcpt", "support@msp.example", "--auth", "tina", path.to_str().unwrap()]);
+    assert!(out.contains("→ time entry of 30 min (Consultant) on T20261120.0001"), "{out}");
+    // `process` has no SMTP AUTH: the line stays text of a note.
+    let out = lines(&t.ok(&["process", "--rcpt", "support@msp.example", path.to_str().unwrap()]));
+    assert_eq!(out[0]["outcome"], "note_added");
+    assert!(out[0]["reason"].as_str().unwrap().contains("not authenticated"), "{:?}", out[0]);
+}
+
+#[test]
+fn mailbox_set_takes_the_entity_options_and_refuses_bad_values() {
+    let t = with_directory();
+    let mb = "support@msp.example";
+    t.ok(&[
+        "mailbox", "set", mb, "--allow", "tickets,ticket-notes,task-time", "--role", "Senior Engineer", "--work-type", "On-Site Support",
+        "--create-contacts", "yes", "--cc-contacts", "no", "--only-when-to", "yes", "--cc-only", "ignore", "--completed-ticket", "new",
+        "--reopen-status", "In Progress", "--max-attachment-size", "1000", "--max-attachments-size", "5000", "--inline-image-size", "100",
+        "--strip-quotes", "no",
+    ]);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM mailboxes WHERE id = 1 AND allow_tickets = 1 AND allow_ticket_notes = 1 AND allow_ticket_time = 0 AND allow_project_notes = 0 AND allow_task_notes = 0 AND allow_task_time = 1 AND role_id = 2 AND work_type_id = 2 AND create_contacts = 1 AND cc_contacts = 0 AND only_when_to = 1 AND cc_only = 'ignore' AND completed_ticket = 'new' AND reopen_status_id = 2 AND max_attachment_bytes = 1000 AND max_attachments_bytes = 5000 AND inline_image_bytes = 100 AND strip_quotes = 0"), 1);
+    t.ok(&["mailbox", "set", mb, "--allow", "all", "--role", "default", "--reopen-status", ""]);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM mailboxes WHERE id = 1 AND allow_project_notes = 1 AND allow_ticket_time = 1 AND role_id IS NULL AND reopen_status_id IS NULL"), 1);
+
+    // The mailbox acts on them: only in Cc → ignored.
+    let path = t.dir.path().join("cc.eml");
+    std::fs::write(&path, "From: alice@example.com\nTo: bob@example.com\nCc: support@msp.example\nSubject: FYI\nMessage-ID: <cc1@example.com>\n\nx\n").unwrap();
+    let out = lines(&t.ok(&["process", "--rcpt", mb, path.to_str().unwrap()]));
+    assert_eq!(out[0]["outcome"], "ignored");
+    assert_eq!(out[0]["reason"], "mailbox support@msp.example was only in Cc; it makes tickets only when it is in To");
+
+    // Bad values: exit 64, a message naming the option and the valid values, nothing changed.
+    fails(&t, &["mailbox", "set", mb, "--completed-ticket", "sometimes"], 64, &["completed-ticket \"sometimes\": expected reopen, note or new"]);
+    fails(&t, &["mailbox", "set", mb, "--cc-only", "maybe"], 64, &["cc-only \"maybe\": expected note or ignore"]);
+    fails(&t, &["mailbox", "set", mb, "--allow", "tickets,time"], 64, &["unknown entity kind \"time\"", "ticket-time", "task-notes"]);
+    fails(&t, &["mailbox", "set", mb, "--role", "Janitor"], 64, &["no active role named \"Janitor\"", "Engineer, Senior Engineer, Project Manager"]);
+    fails(&t, &["mailbox", "set", mb, "--work-type", "Gardening"], 64, &["Gardening", "Remote Support"]);
+    fails(&t, &["mailbox", "set", mb, "--reopen-status", "Reopened"], 64, &["no active status named \"Reopened\"", "In Progress"]);
+    fails(&t, &["mailbox", "set", "nobody@msp.example", "--only-when-to", "no"], 64, &["no mailbox nobody@msp.example"]);
+    // One transaction: the good option before the bad one is not applied either.
+    fails(&t, &["mailbox", "set", mb, "--strip-quotes", "yes", "--completed-ticket", "never"], 64, &["completed-ticket"]);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM mailboxes WHERE id = 1 AND strip_quotes = 0 AND completed_ticket = 'new'"), 1);
+}
+
+#[test]
+
+fn clap_value_errors_exit_64() {
+    let t = with_directory();
+    fails(&t, &["mailbox", "set", "support@msp.example", "--create-contacts", "maybe"], 64, &["expected yes or no"]);
+    fails(&t, &["mailbox", "set", "support@msp.example", "--max-attachment-size", "lots"], 64, &["max-attachment-size"]);
+}
+
+#[test]
+fn explain_prints_the_trace_and_the_result() {
+    let t = with_directory();
+    let path = t.dir.path().join("reply.eml");
+    std::fs::write(&path, "From: Alice <alice@example.com>\nTo: support@msp.example\nSubject: Re: [T20261120.0001] VPN drops every hour\nMessage-ID: <x1@example.com>\n\nStill dropping.\n").unwrap();
+    let out = t.ok(&["explain", "--rcpt", "support@msp.example", path.to_str().unwrap()]);
+    let l: Vec<&str> = out.lines().collect();
+    assert_eq!(l[0], "== support@msp.example (support@msp.example)", "{out}");
+    assert!(l.contains(&"  subject names ticket T20261120.0001: it exists"), "{out}");
+    assert!(l.contains(&"  sender alice@example.com: contact of Example Corp"), "{out}");
+    assert!(l.iter().any(|x| x.starts_with("  sender not authenticated:")), "{out}");
+    assert_eq!(l.iter().filter(|x| x.starts_with("  result: ")).copied().collect::<Vec<&str>>(), ["  result: note_added ticket_note on T20261120.0001"], "{out}");
+    // Nothing was written.
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM processed_messages"), 0);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM ticket_notes"), 0);
+
+    // With an assumed SMTP AUTH login a resource's #T= is a time entry; standard input works.
+    let raw = "From: tina@msp.example\nSubject: K20261120.0001 switch\nMessage-ID: <x2@msp.example>\n\n#T=1:30 #S=Complete\nDone.\n";
+    let o = t.stdin(&["explain", "--rcpt", "<support@msp.example>", "--auth", "tina"], raw.as_bytes());
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("  sender authenticated: SMTP AUTH as tina"), "{out}");
+    assert!(out.contains("  result: time_entry_added task_time_entry on K20261120.0001"), "{out}");
+    // A refusal shows its reason.
+    let raw = "From: tina@msp.example\nSubject: K20261120.0001 switch\nMessage-ID: <x3@msp.example>\n\n#T=1 #R=Janitor\n";
+    let o = t.stdin(&["explain", "--rcpt", "support@msp.example", "--auth", "tina", "-"], raw.as_bytes());
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(out.contains("  result: rejected") && out.contains("  reason: unknown role \"Janitor\""), "{out}");
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM time_entries"), 0);
+    // No mailbox among the recipients.
+    let out = t.ok(&["explain", "--rcpt", "x@elsewhere.example", path.to_str().unwrap()]);
+    assert!(out.contains("no recipient is an active mailbox") && out.contains("  result: not_ours"), "{out}");
+    fails(&t, &["explain", "--rcpt", "support@msp.example", "/no/such.eml"], 66, &["cannot read /no/such.eml"]);
+}
+
+#[test]
+fn messages_list_show_reprocess_and_purge() {
+    let t = with_directory();
+    let raw = "From: Alice <alice@example.com>\nTo: support@msp.example\nSubject: Printer on fire\nMessage-ID: <m1@example.com>\n\nReally.\n";
+    let path = t.dir.path().join("m.eml");
+    std::fs::write(&path, raw).unwrap();
+    let out = lines(&t.ok(&["process", "--rcpt", "support@msp.example", "--from", "alice@example.com", path.to_str().unwrap()]));
+    let number = out[0]["object"]["number"].as_str().unwrap().to_string();
+    let private = "From: alice@example.com\nTo: support@msp.example\nSubject: Salary\nSensitivity: Private\nMessage-ID: <m2@example.com>\n\nsecret\n";
+    assert_eq!(lines(&String::from_utf8(t.stdin(&["process", "--rcpt", "support@msp.example"], private.as_bytes()).stdout).unwrap())[0]["outcome"], "ignored");
+
+    let list = t.ok(&["messages", "list"]);
+    let rows: Vec<&str> = list.lines().collect();
+    assert!(rows[0].starts_with("ID") && rows[0].contains("OUTCOME") && rows[0].contains("TICKET"), "{list}");
+    assert_eq!(rows.len(), 3, "{list}");
+    assert!(rows[1].starts_with("2 ") && rows[1].contains("ignored") && rows[1].contains("<>"), "newest first: {list}");
+    assert!(rows[2].starts_with("1 ") && rows[2].contains("created") && rows[2].contains(&number) && rows[2].contains("alice@example.com"), "{list}");
+    let only = t.ok(&["messages", "list", "--outcome", "ignored"]);
+    assert_eq!(only.lines().count(), 2, "{only}");
+
+    let shown: serde_json::Value = serde_json::from_str(&t.ok(&["messages", "show", "1"])).unwrap();
+    assert_eq!(shown["outcome"], "created");
+    assert_eq!(shown["ticket"], number.as_str());
+    assert_eq!(shown["message_id"], "m1@example.com");
+    assert_eq!(shown["raw_size"], raw.len());
+    let o = t.run(&["messages", "show", "1", "--raw"]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, raw.as_bytes(), "the message exactly as received");
+
+    // A converted message is not converted again without --force.
+    fails(&t, &["messages", "reprocess", "1"], 64, &["message 1 was converted already (created, ", &number, "--force"]);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM tickets"), 3);
+    // The ignored one is converted once its cause is gone (private mail stays private).
+    let out = lines(&t.ok(&["messages", "reprocess", "2"]));
+    assert_eq!(out[0]["outcome"], "ignored");
+    let id = count(&t, "SELECT max(id) AS n FROM processed_messages");
+    // --force converts it again; the duplicate rules see the first ticket and add a note to it.
+    let out = lines(&t.ok(&["messages", "reprocess", "1", "--force"]));
+    assert_eq!(out[0]["outcome"], "note_added", "{:?}", out[0]);
+    assert_eq!(out[0]["object"]["ticket_number"], number.as_str());
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM tickets"), 3);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM ticket_notes WHERE body = 'Really.'"), 1);
+    fails(&t, &["messages", "show", "99"], 64, &["no stored message 99"]);
+    fails(&t, &["messages", "reprocess", "99"], 64, &["no stored message 99"]);
+
+    // Purge: nothing is old enough; then everything is.
+    assert_eq!(t.ok(&["messages", "purge"]).trim(), "dropped the raw text of 0 message(s)");
+    let sql = t.dir.path().join("age.sql");
+    std::fs::write(&sql, "UPDATE processed_messages SET received_at = '2020-01-01 00:00:00';").unwrap();
+    t.ok(&["load", sql.to_str().unwrap()]);
+    assert_eq!(t.ok(&["messages", "purge"]).trim(), "dropped the raw text of 2 message(s)", "reprocessing replaced the two records");
+    fails(&t, &["messages", "show", &id.to_string(), "--raw"], 64, &["raw text is no longer kept"]);
+    t.ok(&["setting", "set", "raw_retention_days", "0"]);
+    assert_eq!(t.ok(&["messages", "purge"]).trim(), "dropped the raw text of 0 message(s)");
+}

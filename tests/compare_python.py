@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 RCPT = "support@msp.example"
+INLINE_IMAGE_BYTES = 20480
 
 # (file, field) pairs where the two parsers legitimately disagree: malformed or ambiguous input
 # that has no single right reading. Keep this short and honest.
@@ -150,8 +151,22 @@ def python_attachment_names(msg):
         # The whole body is an enclosed message: that message is the one attachment.
         parts = [msg.get_payload(0)] if msg.is_multipart() else [msg]
         return [None for _ in parts]
+    # Small inline images that the HTML shows (cid:) stay inside the HTML instead of becoming
+    # files (the mailbox's inline_image_bytes, 20 KB by default): leave them out here too.
+    html = ""
+    for part in msg.walk():
+        if part.get_content_type() == "text/html":
+            try:
+                html += part.get_content()
+            except Exception:
+                pass
     names = []
     for p in python_attachments(msg):
+        cid = (p.get("Content-ID") or "").strip().strip("<>").strip()
+        if cid and p.get_content_maintype() == "image" and ("cid:" + cid) in html:
+            payload = p.get_payload(decode=True) or b""
+            if len(payload) <= INLINE_IMAGE_BYTES:
+                continue
         n = p.get_filename()
         names.append(None if n is None else sanitize_filename(n) or None)
     return names

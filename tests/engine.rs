@@ -27,6 +27,12 @@ fn one(db: &TestDb, rcpts: &[&str], raw: &[u8]) -> Outcome {
     out.into_iter().next().unwrap()
 }
 
+/// No trusted verifiers: staff addresses are believed as written (the installation cannot
+/// tell authenticated mail; see tests/entities.rs for the other case).
+fn without_trust(db: &TestDb) {
+    db.store.write(|c| ticketmilter::store::conf::set_setting(c, "trusted_authserv_ids", "")).unwrap();
+}
+
 fn number(o: &Outcome) -> String {
     o.object.as_ref().and_then(|x| x.ticket_number.clone()).expect("ticket number")
 }
@@ -88,13 +94,14 @@ fn without_message_id_the_content_decides_what_is_a_duplicate() {
     let mut retried = b"Received: from relay.example by mx.example; Fri, 27 Nov 2026 10:05:00 +0000\n".to_vec();
     retried.extend(String::from_utf8(raw.clone()).unwrap().replace("\r\n", "\n").into_bytes());
     assert_eq!(one(&db, &[SUPPORT], &retried).outcome, Verdict::Duplicate);
-    let other = msg("alice@example.com", "no id", None, "", "body two\r\n");
+    let other = msg("alice@example.com", "no id either", None, "", "body two\r\n");
     assert_eq!(one(&db, &[SUPPORT], &other).outcome, Verdict::Created);
 }
 
 #[test]
 fn replies_thread_by_references_without_a_number() {
     let db = TestDb::directory();
+    without_trust(&db);
     let first = one(&db, &[SUPPORT], &msg("alice@example.com", "Outlook crashes", Some("orig@example.com"), "", "crash\r\n"));
     let reply = msg("alice@example.com", "Re: Outlook crashes", Some("r1@example.com"),
         "In-Reply-To: <orig@example.com>\r\nReferences: <orig@example.com>\r\n", "still crashing\r\n");
@@ -148,6 +155,7 @@ fn rejections_are_not_remembered_so_a_retry_after_a_fix_converts() {
 #[test]
 fn attribution_paths() {
     let db = TestDb::directory();
+    without_trust(&db);
     let cases: &[(&str, SenderKind, Option<&str>)] = &[
         ("TINA@msp.example", SenderKind::Resource, Some("Fallback Inc")),
         ("bernd.private@gmx.DE", SenderKind::Contact, Some("Acme GmbH")),
@@ -198,7 +206,7 @@ fn numbers_run_per_day() {
     for (i, day_offset) in [0, 0, 1, 1, 1].iter().enumerate() {
         let mut env = envelope("", &[SUPPORT]);
         env.received_at = test_clock() + chrono::Duration::days(*day_offset);
-        let o = engine.process(&env, &msg("alice@example.com", "n", Some(&format!("d{i}@x")), "", "x\r\n"), Options::default()).unwrap();
+        let o = engine.process(&env, &msg("alice@example.com", &format!("n{i}"), Some(&format!("d{i}@x")), "", "x\r\n"), Options::default()).unwrap();
         got.push(number(&o[0]));
     }
     assert_eq!(got, ["T20261127.0001", "T20261127.0002", "T20261128.0001", "T20261128.0002", "T20261128.0003"]);
@@ -241,7 +249,7 @@ fn concurrent_messages_get_unique_consecutive_numbers() {
             let engine = engine.clone();
             std::thread::spawn(move || {
                 for i in 0..25 {
-                    let raw = msg("alice@example.com", "load", Some(&format!("c{t}-{i}@x")), "", "x\r\n");
+                    let raw = msg("alice@example.com", &format!("load {t}-{i}"), Some(&format!("c{t}-{i}@x")), "", "x\r\n");
                     let o = engine.process(&envelope("", &[SUPPORT]), &raw, Options::default()).unwrap();
                     assert_eq!(o[0].outcome, Verdict::Created);
                 }

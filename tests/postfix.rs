@@ -377,3 +377,234 @@ fn added_header_has_a_space_after_the_colon() {
         copy.lines().find(|l| l.to_ascii_lowercase().starts_with("x-ticketmilter:")).expect("X-Ticketmilter header");
     assert!(raw.starts_with("X-Ticketmilter: support@msp.example created T"), "raw header line: {raw:?}");
 }
+
+// ------------------------------------------------------------------------------------------
+// Time entries by mail (`#T=` on the first line): only from an active resource whose message is
+// authenticated (a trusted Authentication-Results header, a trusted client network, SMTP AUTH).
+// The private Postfix has no SASL, so SMTP AUTH is not tested here.
+// ------------------------------------------------------------------------------------------
+
+/// An active resource of the fixture.
+const TINA: &str = "tina@msp.example";
+/// A fixture ticket (status New, Example Corp).
+const VPN_TICKET: &str = "T20261120.0001";
+/// The verifier the tests trust.
+const TRUSTED_AUTHSERV_ID: &str = "mx.msp.example";
+/// What the help desk's MX would write for Tina's genuine mail.
+const TRUSTED_AR: &str = "Authentication-Results: mx.msp.example; dkim=pass header.d=msp.example \
+     header.i=@msp.example; dmarc=pass header.from=msp.example";
+/// The indicator line of the tests: 90 minutes, status In Progress.
+const INDICATORS: &str = "#T=1:30 #S=\"In Progress\"";
+
+/// The `reason="…"` of a milter log line.
+fn log_reason(line: &str) -> Option<String> {
+    line.split(" reason=\"").nth(1).and_then(|r| r.split('"').next()).map(str::to_string)
+}
+
+/// The `notes` / `time_entries` array of a `ticket show`.
+fn list_of(t: &serde_json::Value, key: &str) -> Vec<serde_json::Value> {
+    t[key].as_array().cloned().unwrap_or_else(|| panic!("ticket show has no array {key:?}: {t:#}"))
+}
+
+/// A reply by Tina on the VPN ticket with `body`, sent through Postfix with swaks adding
+/// `add_headers`; the subject ends in `topic`, which must differ per message of a test (loop
+/// guard: sender + normalised subject). Asserts 250 and one outcome line for support@;
+/// returns (queue id, Message-ID, subject, milter line, relayed copy).
+fn tina_writes(env: &Env, topic: &str, body: &str, add_headers: &[&str]) -> (String, String, String, String, String) {
+    let mid = unique_id("tina");
+    let subject = format!("Re: [{VPN_TICKET}] VPN {topic}");
+    let msg = message("Tina Tech <tina@msp.example>", SUPPORT, &subject, &mid, &[], body);
+    let sent = env.send_adding(TINA, &[SUPPORT], &msg, add_headers);
+    assert!(sent.reply().starts_with("250 "), "expected 250 for {subject:?}; swaks said:\n{}", sent.output);
+    let qid = sent.queued();
+    let line = env.milter_line(&qid, SUPPORT);
+    assert_eq!(env.milter_lines(&qid).len(), 1, "one milter line for {qid}: {:#?}", env.milter_lines(&qid));
+    assert_eq!(log_field(&line, "ticket").as_deref(), Some(VPN_TICKET), "milter line: {line}");
+    assert_eq!(log_field(&line, "answer").as_deref(), Some("accept"), "milter line: {line}");
+    let copy = env.relayed_one(&qid, &mid);
+    // What swaks added reached the milter and went on unchanged.
+    for h in add_headers {
+        let (name, value) = h.split_once(':').unwrap();
+        assert!(
+            header_values(&copy, name).iter().any(|v| v == value.trim()),
+            "the relayed copy lacks the added header {h:?}:\n{copy}"
+        );
+    }
+    (qid, mid, subject, line, copy)
+}
+
+/// `#T=1:30 #S="In Progress"` from Tina, whose mail the trusted MX vouches for (DKIM and DMARC
+/// pass for msp.example): a time entry of 90 minutes with the text below the indicator line as
+/// its summary, the ticket set to In Progress, no note.
+#[test]
+fn time_entry_from_an_authenticated_resource() {
+    let env = Env::start_with_settings(&[("trusted_authserv_ids", TRUSTED_AUTHSERV_ID)]);
+    let before = chrono::Utc::now().date_naive();
+    let body = format!(
+        "{INDICATORS}\n\nReplaced the VPN client profile and renewed the certificate.\nThe tunnel stayed up for an hour.\nTina"
+    );
+    let (qid, _mid, _subject, line, copy) = tina_writes(&env, "drops every hour", &body, &[TRUSTED_AR]);
+    let after = chrono::Utc::now().date_naive();
+
+    assert_eq!(log_field(&line, "action").as_deref(), Some("time_entry_added"), "milter line: {line}");
+    assert_eq!(log_field(&line, "from").as_deref(), Some("<tina@msp.example>"), "milter line: {line}");
+    assert_eq!(log_reason(&line), None, "a time entry needs no reason: {line}");
+    assert_eq!(
+        header_values(&copy, "X-Ticketmilter"),
+        vec![format!("{SUPPORT} time_entry_added {VPN_TICKET}")],
+        "X-Ticketmilter of the relayed copy:\n{copy}"
+    );
+    let relayed = env.wait_maillog(&qid, "status=");
+    assert!(relayed.contains("status=sent"), "Postfix did not relay {qid}: {relayed}");
+
+    let t = env.ticket(VPN_TICKET);
+    let entries = list_of(&t, "time_entries");
+    assert_eq!(entries.len(), 1, "one time entry on {VPN_TICKET}: {t:#}");
+    let e = &entries[0];
+    assert_eq!(e["minutes"], 90, "time entry: {e:#}");
+    assert_eq!(e["resource"], TINA, "time entry: {e:#}");
+    assert!(e["start"].is_null() && e["end"].is_null(), "a duration has no clock times: {e:#}");
+    let date = e["date"].as_str().unwrap_or_default();
+    assert!(
+        [before, after].iter().any(|d| d.format("%Y-%m-%d").to_string() == date),
+        "work date {date:?} is not today (UTC, the fixture's time zone): {e:#}"
+    );
+    let summary = e["summary"].as_str().unwrap_or_default().replace("\r\n", "\n");
+    assert_eq!(
+        summary.trim(),
+        "Replaced the VPN client profile and renewed the certificate.\nThe tunnel stayed up for an hour.\nTina",
+        "the summary should be the text below the indicator line (and the blank line after it)"
+    );
+    assert_eq!(t["status"], "In Progress", "#S= should set the status: {t:#}");
+    assert_eq!(list_of(&t, "notes").len(), 0, "a time entry, not a note: {t:#}");
+    assert_eq!(
+        env.count(
+            "SELECT count(*) AS n FROM processed_messages WHERE queue_id = ? AND outcome = 'time_entry_added'",
+            &[&qid]
+        ),
+        1,
+        "processed_messages should record {qid} as time_entry_added"
+    );
+}
+
+/// The same mail without proof that Tina sent it: no Authentication-Results, one from a verifier
+/// that is not trusted, and a trusted one whose DKIM pass is for another domain. Each is accepted
+/// and becomes a note with the indicator line kept as text; no time entry, no status change; the
+/// reason says why the sender is not authenticated.
+#[test]
+fn forged_time_entry_becomes_a_note() {
+    let env = Env::start_with_settings(&[("trusted_authserv_ids", TRUSTED_AUTHSERV_ID)]);
+    let cases: [(&str, Vec<&str>, &str); 3] = [
+        (
+            "forged without results",
+            vec![],
+            "no Authentication-Results header from a trusted authserv-id (trusted: mx.msp.example)",
+        ),
+        (
+            "forged by an untrusted verifier",
+            vec![
+                "Authentication-Results: evil.example; dkim=pass header.d=msp.example; dmarc=pass header.from=msp.example",
+            ],
+            "no Authentication-Results header from a trusted authserv-id (trusted: mx.msp.example; ignored: evil.example)",
+        ),
+        (
+            "forged with a foreign signature",
+            vec!["Authentication-Results: mx.msp.example; dkim=pass header.d=evil.example; dmarc=none"],
+            "dkim=pass for evil.example, not the sender's domain msp.example",
+        ),
+    ];
+    for (topic, headers, why) in &cases {
+        let body = format!("{INDICATORS}\nRebooted the firewall ({topic}).\nTina");
+        let (qid, _mid, subject, line, copy) = tina_writes(&env, topic, &body, headers);
+        assert_eq!(log_field(&line, "action").as_deref(), Some("note_added"), "{topic}: milter line: {line}");
+        let reason = log_reason(&line).unwrap_or_else(|| panic!("{topic}: no reason= in the milter line: {line}"));
+        assert!(
+            reason.contains("the commands in the first line were kept as text")
+                && reason.contains(&format!("the sender is not authenticated: {why}")),
+            "{topic}: the reason should say that the sender is not authenticated ({why}): {reason:?}"
+        );
+        assert_eq!(
+            header_values(&copy, "X-Ticketmilter"),
+            vec![format!("{SUPPORT} note_added {VPN_TICKET}")],
+            "{topic}: X-Ticketmilter of the relayed copy:\n{copy}"
+        );
+        assert_eq!(
+            env.count(
+                "SELECT count(*) AS n FROM processed_messages WHERE queue_id = ? AND outcome = 'note_added'",
+                &[&qid]
+            ),
+            1,
+            "{topic}: processed_messages should record {qid} as note_added"
+        );
+
+        let t = env.ticket(VPN_TICKET);
+        assert_eq!(list_of(&t, "time_entries").len(), 0, "{topic}: a forged #T= made a time entry: {t:#}");
+        assert_eq!(t["status"], "New", "{topic}: a forged #S= changed the status: {t:#}");
+        let notes = list_of(&t, "notes");
+        let note = notes
+            .iter()
+            .find(|n| n["title"] == subject.as_str())
+            .unwrap_or_else(|| panic!("{topic}: no note {subject:?} on {VPN_TICKET}: {t:#}"));
+        let text = note["body"].as_str().unwrap_or_default();
+        assert!(
+            text.contains(INDICATORS) && text.contains(&format!("Rebooted the firewall ({topic})")),
+            "{topic}: the note should keep the indicator line as text: {text:?}"
+        );
+        assert_eq!(note["author"], TINA, "{topic}: note: {note:#}");
+    }
+    assert_eq!(list_of(&env.ticket(VPN_TICKET), "notes").len(), cases.len(), "one note per forged message");
+}
+
+/// A client in `trusted_networks` is trusted without any Authentication-Results: Postfix tells the
+/// milter the client address 127.0.0.1. Before the network is trusted the same kind of mail is a
+/// note; the setting takes effect at the next SQL reload of the running milter. No authserv-id
+/// is trusted here (the fixture's is cleared), so only the network can vouch.
+#[test]
+fn trusted_network_authenticates_time_entries() {
+    let env = Env::start_with_settings(&[("trusted_authserv_ids", ""), ("trusted_networks", "")]);
+
+    // Nothing trusted yet: a note, and the reason says so.
+    let body = format!("{INDICATORS}\nChecked the VPN logs before the network was trusted.");
+    let (qid, _, _, line, _) = tina_writes(&env, "logs checked", &body, &[]);
+    assert_eq!(log_field(&line, "action").as_deref(), Some("note_added"), "milter line: {line}");
+    let reason = log_reason(&line).unwrap_or_else(|| panic!("no reason= in the milter line: {line}"));
+    assert!(
+        reason.contains(
+            "the sender is not authenticated: no SMTP AUTH login, the client is not in a trusted network, \
+             and no authserv-id is trusted"
+        ),
+        "the reason should say that the sender is not authenticated: {reason:?}"
+    );
+    // Postfix's client for this session: 127.0.0.1 (what the milter is told).
+    let client = env.wait_maillog(&qid, "client=");
+    assert!(client.contains("[127.0.0.1]"), "Postfix's client is not 127.0.0.1: {client}");
+    assert_eq!(list_of(&env.ticket(VPN_TICKET), "time_entries").len(), 0);
+
+    env.set_setting("trusted_networks", "127.0.0.0/8");
+
+    // A clock range and a role this time.
+    let body = "#T=09:00-09:45 #R=\"Senior Engineer\"\nMoved the VPN gateway to the new uplink.";
+    let (qid, _, _, line, copy) = tina_writes(&env, "gateway moved", body, &[]);
+    assert_eq!(log_field(&line, "action").as_deref(), Some("time_entry_added"), "milter line: {line}");
+    assert_eq!(log_reason(&line), None, "milter line: {line}");
+    let client = env.wait_maillog(&qid, "client=");
+    assert!(client.contains("[127.0.0.1]"), "Postfix's client is not 127.0.0.1: {client}");
+    assert_eq!(header_values(&copy, "X-Ticketmilter"), vec![format!("{SUPPORT} time_entry_added {VPN_TICKET}")]);
+
+    let t = env.ticket(VPN_TICKET);
+    let entries = list_of(&t, "time_entries");
+    assert_eq!(entries.len(), 1, "one time entry on {VPN_TICKET}: {t:#}");
+    let e = &entries[0];
+    assert_eq!(e["minutes"], 45, "time entry: {e:#}");
+    assert_eq!(e["start"], "09:00", "time entry: {e:#}");
+    assert_eq!(e["end"], "09:45", "time entry: {e:#}");
+    assert_eq!(e["role"], "Senior Engineer", "time entry: {e:#}");
+    assert_eq!(e["resource"], TINA, "time entry: {e:#}");
+    assert_eq!(
+        e["summary"].as_str().map(str::trim),
+        Some("Moved the VPN gateway to the new uplink."),
+        "time entry: {e:#}"
+    );
+    assert_eq!(t["status"], "New", "no #S=, no status change: {t:#}");
+    assert_eq!(list_of(&t, "notes").len(), 1, "only the note from before the network was trusted: {t:#}");
+}

@@ -125,6 +125,9 @@ pub fn snapshot() -> Snapshot {
         tags: tag_defs(),
         public_domains: loaded.public_domains,
         settings: vec![("time_zone".to_string(), "UTC".to_string())],
+        refs: loaded.refs,
+        exclusions: Vec::new(),
+        rules: Vec::new(),
         problems: Vec::new(),
     });
     assert!(snapshot.problems.is_empty(), "{:?}", snapshot.problems);

@@ -6,10 +6,10 @@ use clap::{Args, Subcommand};
 use super::Context;
 use crate::error::{Error, Result};
 use crate::pipeline::snapshot::{SETTING_KEYS, Settings};
-use crate::store::{conf, directory, mailboxes, tags, tickets};
+use crate::store::{conf, directory, mailboxes, projects, tags, tickets};
 
 /// Print rows as left-aligned columns under a header.
-fn table(header: &[&str], rows: Vec<Vec<String>>) {
+pub(super) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
@@ -30,6 +30,14 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
     line(header.iter().map(|h| h.to_string()).collect());
     for r in rows {
         line(r);
+    }
+}
+
+fn yes_no_arg(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("{s:?}: expected yes or no")),
     }
 }
 
@@ -69,6 +77,46 @@ pub struct MailboxOpts {
     /// What the milter does with the mailbox's copy of a converted message
     #[arg(long, value_name = "deliver|remove|discard")]
     after_conversion: Option<String>,
+    /// Entity kinds the mailbox may create, comma-separated (replaces the set): tickets,
+    /// ticket-notes, ticket-time, project-notes, task-notes, task-time, all, none
+    #[arg(long, value_name = "KINDS")]
+    allow: Option<String>,
+    /// Role of time entries without #R=
+    #[arg(long)]
+    role: Option<String>,
+    /// Work type of time entries
+    #[arg(long)]
+    work_type: Option<String>,
+    /// Add unknown senders and CC addresses as contacts (of the domain-matched or fallback company)
+    #[arg(long, value_name = "yes|no", value_parser = yes_no_arg)]
+    create_contacts: Option<bool>,
+    /// CC'd contacts become additional ticket contacts
+    #[arg(long, value_name = "yes|no", value_parser = yes_no_arg)]
+    cc_contacts: Option<bool>,
+    /// Create tickets only when the mailbox is in To
+    #[arg(long, value_name = "yes|no", value_parser = yes_no_arg)]
+    only_when_to: Option<bool>,
+    /// When only in Cc (with --only-when-to yes): note (on a referenced ticket) or ignore
+    #[arg(long, value_name = "note|ignore")]
+    cc_only: Option<String>,
+    /// A reply to a completed ticket: reopen, note (only) or new (linked ticket)
+    #[arg(long, value_name = "reopen|note|new")]
+    completed_ticket: Option<String>,
+    /// Status a reopened ticket gets
+    #[arg(long, value_name = "STATUS")]
+    reopen_status: Option<String>,
+    /// Largest file stored (bytes); larger ones are left out with a note
+    #[arg(long, value_name = "BYTES")]
+    max_attachment_size: Option<u64>,
+    /// Most bytes of files stored per message
+    #[arg(long, value_name = "BYTES")]
+    max_attachments_size: Option<u64>,
+    /// Inline images up to this size stay in the HTML; larger ones become attachments
+    #[arg(long, value_name = "BYTES")]
+    inline_image_size: Option<u64>,
+    /// Notes keep only the new text of a reply
+    #[arg(long, value_name = "yes|no", value_parser = yes_no_arg)]
+    strip_quotes: Option<bool>,
     /// Required tag given to every ticket (repeat; replaces the list)
     #[arg(long = "tag", value_name = "LABEL")]
     tags: Vec<String>,
@@ -91,6 +139,19 @@ impl MailboxOpts {
             fallback_company: self.fallback_company,
             unknown_sender: self.unknown_sender,
             after_conversion: self.after_conversion,
+            role: self.role,
+            work_type: self.work_type,
+            allow: self.allow.map(|a| vec![a]),
+            create_contacts: self.create_contacts,
+            cc_contacts: self.cc_contacts,
+            only_when_to: self.only_when_to,
+            cc_only: self.cc_only,
+            completed_ticket: self.completed_ticket,
+            reopen_status: self.reopen_status,
+            max_attachment_bytes: self.max_attachment_size,
+            max_attachments_bytes: self.max_attachments_size,
+            inline_image_bytes: self.inline_image_size,
+            strip_quotes: self.strip_quotes,
             tags: if self.no_tags {
                 Some(Vec::new())
             } else if self.tags.is_empty() {
@@ -379,6 +440,142 @@ pub fn ticket(ctx: &Context, cmd: TicketCmd) -> Result<i32> {
                         vec![n, s, c.unwrap_or_else(|| "-".into()), at.format("%Y-%m-%d %H:%M").to_string(), t]
                     })
                     .collect(),
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Today's date (local) as YYYYMMDD, for new project and task numbers.
+fn today(ctx: &Context) -> Result<String> {
+    let _ = ctx;
+    Ok(chrono::Local::now().format("%Y%m%d").to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCmd {
+    /// Add a project
+    Add {
+        name: String,
+        /// The customer (by name)
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// List projects
+    List,
+}
+
+pub fn project(ctx: &Context, cmd: ProjectCmd) -> Result<i32> {
+    let store = ctx.open_store()?;
+    match cmd {
+        ProjectCmd::Add { name, company } => {
+            let day = today(ctx)?;
+            let number = store.write(|c| projects::add_project(c, &name, company.as_deref(), &day))?;
+            println!("added project {number} {name:?}");
+        }
+        ProjectCmd::List => {
+            let rows = store.read(projects::list_projects)?;
+            table(
+                &["NUMBER", "STATUS", "COMPANY", "NAME"],
+                rows.into_iter().map(|(n, name, c, s)| vec![n, s, c.unwrap_or_else(|| "-".into()), name]).collect(),
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// Add a task to a project
+    Add {
+        /// The project number (PYYYYMMDD.NNNN)
+        project: String,
+        title: String,
+        /// The resource (by address) who works on it
+        #[arg(long, value_name = "EMAIL")]
+        assign: Option<String>,
+    },
+    /// List tasks
+    List,
+}
+
+pub fn task(ctx: &Context, cmd: TaskCmd) -> Result<i32> {
+    let store = ctx.open_store()?;
+    match cmd {
+        TaskCmd::Add { project, title, assign } => {
+            let day = today(ctx)?;
+            let number = store.write(|c| projects::add_task(c, &project, &title, assign.as_deref(), &day))?;
+            println!("added task {number} {title:?} to {}", project.to_ascii_uppercase());
+        }
+        TaskCmd::List => {
+            let rows = store.read(projects::list_tasks)?;
+            table(
+                &["NUMBER", "PROJECT", "STATUS", "ASSIGNED", "TITLE"],
+                rows.into_iter().map(|(n, p, t, s, who)| vec![n, p, s, who.unwrap_or_else(|| "-".into()), t]).collect(),
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCmd {
+    /// Add a role
+    Add {
+        name: String,
+        /// Hourly rate (informational)
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// List roles
+    List,
+}
+
+pub fn role(ctx: &Context, cmd: RoleCmd) -> Result<i32> {
+    let store = ctx.open_store()?;
+    match cmd {
+        RoleCmd::Add { name, rate } => {
+            let id = store.write(|c| projects::add_role(c, &name, rate))?;
+            println!("added role {name:?} (id {id})");
+        }
+        RoleCmd::List => {
+            let rows = store.read(projects::list_roles)?;
+            table(
+                &["ID", "NAME", "RATE", "DEFAULT", "ACTIVE"],
+                rows.into_iter()
+                    .map(|(id, n, r, d, a)| vec![id.to_string(), n, r.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()), yes_no(d), yes_no(a)])
+                    .collect(),
+            );
+        }
+    }
+    Ok(0)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkTypeCmd {
+    /// Add a work type
+    Add {
+        name: String,
+        /// Time of this type is not billed
+        #[arg(long)]
+        non_billable: bool,
+    },
+    /// List work types
+    List,
+}
+
+pub fn work_type(ctx: &Context, cmd: WorkTypeCmd) -> Result<i32> {
+    let store = ctx.open_store()?;
+    match cmd {
+        WorkTypeCmd::Add { name, non_billable } => {
+            let id = store.write(|c| projects::add_work_type(c, &name, !non_billable))?;
+            println!("added work type {name:?} (id {id})");
+        }
+        WorkTypeCmd::List => {
+            let rows = store.read(projects::list_work_types)?;
+            table(
+                &["ID", "NAME", "BILLABLE", "DEFAULT", "ACTIVE"],
+                rows.into_iter().map(|(id, n, b, d, a)| vec![id.to_string(), n, yes_no(b), yes_no(d), yes_no(a)]).collect(),
             );
         }
     }

@@ -126,4 +126,13 @@ fn check_conf(rows: ConfRows, problems: &mut Vec<String>, notes: &mut Vec<String
         ));
     }
     notes.push(format!("{} active tag(s) compiled", snapshot.tags.len()));
+    notes.push(format!(
+        "{} parsing rule(s) compiled, {} excluded sender(s)",
+        snapshot.rules.len(),
+        snapshot.exclusions.len()
+    ));
+    let trust = &snapshot.settings.trust;
+    if trust.authserv_ids.is_empty() && trust.networks.is_empty() {
+        notes.push("commands by mail (#T=) work only for SMTP-authenticated staff: no trusted_authserv_ids or trusted_networks are set".into());
+    }
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod check;
+mod inspect;
 mod process;
 
 use clap::{Parser, Subcommand};
@@ -76,6 +77,23 @@ pub enum Command {
     /// Show tickets
     #[command(subcommand)]
     Ticket(admin::TicketCmd),
+    /// Projects (numbers PYYYYMMDD.NNNN)
+    #[command(subcommand)]
+    Project(admin::ProjectCmd),
+    /// Tasks of projects (numbers KYYYYMMDD.NNNN)
+    #[command(subcommand)]
+    Task(admin::TaskCmd),
+    /// Roles of time entries (#R=)
+    #[command(subcommand)]
+    Role(admin::RoleCmd),
+    /// Work types of time entries
+    #[command(subcommand, name = "work-type")]
+    WorkType(admin::WorkTypeCmd),
+    /// Processed messages: list, show, reprocess, purge raw text
+    #[command(subcommand)]
+    Messages(inspect::MessagesCmd),
+    /// Show how a message would be decided, step by step (nothing is written)
+    Explain(inspect::ExplainArgs),
 }
 
 /// The configuration and database a command works with.
@@ -159,6 +177,12 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Tag(c) => admin::tag(&ctx, c),
         Command::Setting(c) => admin::setting(&ctx, c),
         Command::Ticket(c) => admin::ticket(&ctx, c),
+        Command::Project(c) => admin::project(&ctx, c),
+        Command::Task(c) => admin::task(&ctx, c),
+        Command::Role(c) => admin::role(&ctx, c),
+        Command::WorkType(c) => admin::work_type(&ctx, c),
+        Command::Messages(c) => inspect::messages(&ctx, c),
+        Command::Explain(a) => inspect::explain(&ctx, a),
     }
 }
 

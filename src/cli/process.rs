@@ -28,7 +28,7 @@ pub struct ProcessArgs {
     pub file: Option<PathBuf>,
 }
 
-fn read_input(file: Option<&PathBuf>) -> Result<Vec<u8>> {
+pub(super) fn read_input(file: Option<&PathBuf>) -> Result<Vec<u8>> {
     let mut raw = Vec::new();
     match file {
         Some(p) if p.as_os_str() != "-" => {

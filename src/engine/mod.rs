@@ -7,9 +7,7 @@ mod writer;
 use std::sync::{Arc, RwLock};
 
 use crate::error::Result;
-use crate::model::{
-    Action, Envelope, Inbound, LookupKeys, Mailbox, Outcome, Plan, SenderReport, Verdict,
-};
+use crate::model::{Action, Envelope, Inbound, Mailbox, Outcome, Plan, SenderReport, TimeReport, Verdict};
 use crate::pipeline::{self, Snapshot};
 use crate::store::{self, AnyConnection, Finish, Store, apply};
 
@@ -27,7 +25,7 @@ pub struct Prepared {
     pub envelope: Envelope,
     pub raw: Vec<u8>,
     pub inbound: Inbound,
-    pub keys: LookupKeys,
+    pub analysis: pipeline::Analysis,
     /// (recipient as given, its mailbox), one per distinct mailbox.
     pub targets: Vec<(String, Mailbox)>,
     pub snapshot: Arc<Snapshot>,
@@ -102,12 +100,12 @@ impl Engine {
         } else {
             pipeline::parse(&raw)
         };
-        let keys = pipeline::keys(&inbound, &envelope, &snapshot);
+        let analysis = pipeline::analyse(&inbound, &envelope, &snapshot);
         Prepared {
             envelope,
             raw,
             inbound,
-            keys,
+            analysis,
             targets,
             snapshot,
         }
@@ -137,6 +135,112 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The decision trace of a message for each mailbox recipient, written and rolled back
+    /// (`ticketmilter explain`): what it would become, and why.
+    pub fn explain(&self, envelope: Envelope, raw: Vec<u8>) -> Result<Vec<(Outcome, Vec<String>)>> {
+        let p = self.prepare(envelope, raw);
+        if p.targets.is_empty() {
+            return Ok(vec![(not_ours(&p.envelope), vec!["no recipient is an active mailbox".to_string()])]);
+        }
+        let mut head = vec![format!("parsed: subject {:?}, {} attachment(s)", p.inbound.subject, p.inbound.attachments.len())];
+        for problem in &p.inbound.problems {
+            head.push(format!("parse problem: {problem}"));
+        }
+        match &p.analysis.trust {
+            Ok(r) => head.push(format!("sender authenticated: {r}")),
+            Err(u) => head.push(format!("sender not authenticated: {u}")),
+        }
+        if let Some(a) = &p.analysis.alert {
+            head.push(format!("structured alert block: {a:?}"));
+        }
+        if let Some(Ok(f)) = &p.analysis.indicators {
+            head.push(format!("first line holds indicators: {:?}", f.line));
+        }
+        let settings = &p.snapshot.settings;
+        let now = p.envelope.received_at.naive_utc();
+        let day = settings.time_zone.local(p.envelope.received_at).format("%Y%m%d").to_string();
+        self.store.transact(Finish::Rollback, |c| {
+            let mut out = Vec::new();
+            for (rcpt, mailbox) in &p.targets {
+                let plan = plan_for(c, &p, rcpt, mailbox, now)?;
+                let ctx = apply::Context {
+                    queue_id: None,
+                    envelope_from: &p.envelope.sender,
+                    day: &day,
+                    now,
+                    raw: None,
+                    client_addr: p.envelope.client_addr,
+                    auth_user: p.envelope.auth_user.as_deref(),
+                };
+                let applied = apply::apply(c, &plan, &ctx).map_err(crate::error::Error::from)?;
+                let mut trace = head.clone();
+                trace.extend(plan.trace.iter().cloned());
+                out.push((report(&plan, applied, &p.inbound, &p.snapshot), trace));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Drop the raw text of messages older than `raw_retention_days` (0 keeps them forever).
+    pub fn purge_raw(&self) -> Result<usize> {
+        let days = self.snapshot().settings.raw_retention_days;
+        if days == 0 {
+            return Ok(0);
+        }
+        let before = (chrono::Utc::now() - chrono::Duration::days(days as i64)).naive_utc();
+        self.store.write(|c| store::messages::purge_raw(c, before))
+    }
+
+    /// Convert a stored message again (after fixing the configuration). A message that was
+    /// converted already is refused unless `force` (that makes a second object).
+    pub fn reprocess(&self, id: i64, force: bool) -> Result<Vec<Outcome>> {
+        let (view, raw) = self
+            .store
+            .read(|c| store::messages::get(c, id))?
+            .ok_or_else(|| crate::error::Error::Usage(format!("no stored message {id}")))?;
+        let raw = raw.ok_or_else(|| {
+            crate::error::Error::Usage(format!("message {id}: its raw text is no longer kept (raw_retention_days)"))
+        })?;
+        if matches!(view.outcome.as_str(), "created" | "note_added" | "time_entry_added") && !force {
+            return Err(crate::error::Error::Usage(format!(
+                "message {id} was converted already ({}{}); --force converts it again and makes a second object",
+                view.outcome,
+                view.ticket.as_deref().map(|t| format!(", {t}")).unwrap_or_default()
+            )));
+        }
+        // The envelope as it was: trust and dates are judged as on arrival.
+        let envelope = Envelope {
+            sender: view.envelope_from.clone(),
+            recipients: vec![view.envelope_rcpt.clone()],
+            queue_id: view.queue_id.clone(),
+            client_addr: view.client_addr.as_deref().and_then(|a| a.parse().ok()),
+            auth_user: view.auth_user.clone(),
+            received_at: chrono::DateTime::from_naive_utc_and_offset(view.received_at_utc, chrono::Utc),
+        };
+        let p = self.prepare(envelope, raw);
+        if p.targets.is_empty() {
+            return Err(crate::error::Error::Usage(format!(
+                "message {id}: {} is no active mailbox now",
+                view.envelope_rcpt
+            )));
+        }
+        // The stored record goes only when the message is converted again; a refusal would
+        // lose it, so that undoes everything.
+        self.store.transact(Finish::Commit, |c| {
+            store::messages::delete(c, id)?;
+            let outcomes = write_prepared(c, &p)?;
+            if let Some(o) = outcomes.iter().find(|o| o.outcome == Verdict::Rejected) {
+                return Err(crate::error::Error::Usage(format!(
+                    "message {id} would now be refused ({}); it stays stored as it was",
+                    o.reason.as_deref().unwrap_or("no reason")
+                )));
+            }
+            Ok(outcomes)
+        })
+    }
+}
+
 fn load_snapshot(store: &Store) -> Result<Snapshot> {
     let rows = store.read(store::conf::load)?;
     Ok(Snapshot::build(rows))
@@ -155,6 +259,8 @@ pub fn not_ours(envelope: &Envelope) -> Outcome {
         attachments: Vec::new(),
         tags: Vec::new(),
         reason: Some("no recipient is an active mailbox".into()),
+        failure: None,
+        time: None,
     }
 }
 
@@ -174,17 +280,18 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
         let outcome = loop {
             attempt += 1;
             let result = store::savepoint(conn, |c| {
-                let facts = apply::facts(c, &p.keys, mailbox.id)?;
-                let plan = pipeline::decide(&p.inbound, &p.envelope, rcpt, mailbox, &p.keys, &facts, &p.snapshot);
+                let plan = plan_for(c, p, rcpt, mailbox, now)?;
                 let ctx = apply::Context {
                     queue_id: p.envelope.queue_id.as_deref(),
                     envelope_from: &p.envelope.sender,
                     day: &day,
                     now,
                     raw,
+                    client_addr: p.envelope.client_addr,
+                    auth_user: p.envelope.auth_user.as_deref(),
                 };
                 let applied = apply::apply(c, &plan, &ctx)?;
-                Ok(report(&plan, applied, &p.inbound))
+                Ok(report(&plan, applied, &p.inbound, &p.snapshot))
             });
             match result {
                 Ok(o) => break o,
@@ -197,8 +304,26 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
     Ok(outcomes)
 }
 
+/// The decision for one mailbox: its parsing rules, the lookups, the pure decision.
+pub fn plan_for(conn: &mut AnyConnection, p: &Prepared, rcpt: &str, mailbox: &Mailbox, now: chrono::NaiveDateTime) -> Result<Plan> {
+    let rules = p.snapshot.rules.evaluate(mailbox.id, &p.inbound, &p.snapshot.refs);
+    let keys = pipeline::keys(&p.inbound, &p.envelope, &p.snapshot, &p.analysis, &rules);
+    let facts = apply::facts(conn, &keys, mailbox.id, &p.snapshot.settings, &|d| p.snapshot.is_public_domain(d), now)?;
+    Ok(pipeline::decide(&pipeline::Input {
+        inbound: &p.inbound,
+        envelope: &p.envelope,
+        rcpt,
+        mailbox,
+        keys: &keys,
+        facts: &facts,
+        snapshot: &p.snapshot,
+        analysis: &p.analysis,
+        rules: &rules,
+    }))
+}
+
 /// The outcome a plan and its write amount to.
-fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound) -> Outcome {
+fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound, snapshot: &Snapshot) -> Outcome {
     let a = &plan.attribution;
     let sender = Some(SenderReport {
         address: a.address.clone(),
@@ -216,6 +341,8 @@ fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound) -> Outcome {
         attachments: applied.attachments,
         tags: Vec::new(),
         reason: plan.reason.clone(),
+        failure: None,
+        time: None,
     };
     match &plan.action {
         Action::CreateTicket(t) => {
@@ -224,10 +351,28 @@ fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound) -> Outcome {
             o.description = Some(t.description.clone());
             o.tags = t.tags.iter().map(|(t, _)| t.label.clone()).collect();
         }
-        Action::AddTicketNote(n) => {
+        Action::AddNote(n) => {
             o.outcome = Verdict::NoteAdded;
             o.title = Some(n.title.clone());
             o.description = Some(n.body.clone());
+        }
+        Action::AddTimeEntry(e) => {
+            o.outcome = Verdict::TimeEntryAdded;
+            o.title = Some(inbound.subject.clone());
+            o.description = Some(e.summary.clone());
+            o.time = Some(TimeReport {
+                minutes: e.minutes,
+                hours: format!("{:.2}", e.minutes as f64 / 60.0),
+                role: e.role.clone(),
+                date: e.work_date.clone(),
+                start: e.start.clone(),
+                end: e.end.clone(),
+                status: e.set_status.as_ref().map(|(_, n)| n.clone()),
+            });
+        }
+        Action::Discard => {
+            o.outcome = Verdict::Discarded;
+            o.title = Some(inbound.subject.clone());
         }
         Action::Duplicate(prior) => {
             // Nothing was decided about the sender this time; the first processing did that.
@@ -239,10 +384,12 @@ fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound) -> Outcome {
             o.outcome = Verdict::Ignored;
             o.title = Some(inbound.subject.clone());
         }
-        Action::Reject => {
+        Action::Reject(f) => {
             o.outcome = Verdict::Rejected;
+            o.failure = Some(*f);
             o.title = Some(inbound.subject.clone());
         }
     }
+    let _ = snapshot;
     o
 }

@@ -492,6 +492,10 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
         warn!("configuration: {p}");
     }
 
+    // Signal handlers first: a SIGHUP right after "listening" must reload, not kill.
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Internal(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Internal(e.to_string()))?;
     let listener = socket::bind(&spec, &perms).await.map_err(|e| Error::Config(format!("cannot listen on {socket_text}: {e}")))?;
     let shared = Shared::new(engine.clone(), config.milter.clone());
     let mailboxes: Vec<String> = engine.snapshot().mailboxes().iter().map(|m| m.address.clone()).collect();
@@ -503,9 +507,6 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
         if mailboxes.is_empty() { "none".to_string() } else { mailboxes.join(", ") }
     );
 
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::Internal(e.to_string()))?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Internal(e.to_string()))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Internal(e.to_string()))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
 
     // Signals and periodic SQL reloads.
@@ -515,6 +516,8 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
         let interval = shared.settings().reload_interval;
         let mut tick = tokio::time::interval(Duration::from_secs(interval.max(1)));
         tick.tick().await;
+        // Raw messages past raw_retention_days lose their text once an hour (first at start).
+        let mut purge = tokio::time::interval(Duration::from_secs(3600));
         let mut current = config;
         loop {
             tokio::select! {
@@ -535,6 +538,15 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
                     reload_sql(&shared, true).await;
                 }
                 _ = tick.tick(), if interval > 0 => reload_sql(&shared, false).await,
+                _ = purge.tick() => {
+                    let engine = shared.engine.clone();
+                    match tokio::task::spawn_blocking(move || engine.purge_raw()).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => info!("dropped the raw text of {n} message(s) older than raw_retention_days"),
+                        Ok(Err(e)) => warn!("cannot purge old raw messages: {e}"),
+                        Err(e) => warn!("cannot purge old raw messages: {e}"),
+                    }
+                }
                 _ = term.recv() => { info!("SIGTERM: finishing messages in flight, then exiting"); break; }
                 _ = int.recv() => { info!("SIGINT: finishing messages in flight, then exiting"); break; }
             }

@@ -181,7 +181,7 @@ pub fn for_outcomes(
     let mut discardable: Vec<&str> = Vec::new();
     for o in outcomes {
         match o.outcome {
-            Verdict::Created | Verdict::NoteAdded | Verdict::Duplicate => {
+            Verdict::Created | Verdict::NoteAdded | Verdict::TimeEntryAdded | Verdict::Duplicate => {
                 if add_header {
                     let number = o.object.as_ref().and_then(|x| x.ticket_number.as_deref()).unwrap_or("-");
                     plan.headers.push((
@@ -196,6 +196,8 @@ pub fn for_outcomes(
                 }
             }
             Verdict::Rejected => rejected.push(o),
+            // Not converted, and its copy is not to be delivered either.
+            Verdict::Discarded => removed.push(&o.rcpt),
             Verdict::Ignored | Verdict::NotOurs => {}
         }
     }
@@ -259,6 +261,8 @@ mod tests {
                 id: 1,
                 number: Some("T20261127.0001".into()),
                 ticket_number: Some("T20261127.0001".into()),
+                project_number: None,
+                task_number: None,
             }),
             title: None,
             description: None,
@@ -266,6 +270,8 @@ mod tests {
             attachments: vec![],
             tags: vec![],
             reason: (v == Verdict::Rejected).then(|| "sender x@y is not known".to_string()),
+            failure: (v == Verdict::Rejected).then_some(crate::model::Failure::UnknownSender),
+            time: None,
         }
     }
 

@@ -245,6 +245,138 @@ pub struct TicketRef {
     pub mailbox_id: Option<i64>,
     /// The ticket's status is a "complete" one.
     pub complete: bool,
+    /// The ticket's contact, if any.
+    pub contact_id: Option<i64>,
+}
+
+/// An existing project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRef {
+    pub id: i64,
+    pub number: String,
+    pub name: String,
+    pub company: Option<CompanyRef>,
+}
+
+/// An existing task with its project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRef {
+    pub id: i64,
+    pub number: String,
+    pub title: String,
+    pub project: ProjectRef,
+}
+
+/// The existing object a message refers to (by number in the subject, or by References).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Ticket(TicketRef),
+    Project(ProjectRef),
+    Task(TaskRef),
+}
+
+impl Target {
+    pub fn number(&self) -> &str {
+        match self {
+            Target::Ticket(t) => &t.number,
+            Target::Project(p) => &p.number,
+            Target::Task(t) => &t.number,
+        }
+    }
+    pub fn company(&self) -> Option<&CompanyRef> {
+        match self {
+            Target::Ticket(t) => t.company.as_ref(),
+            Target::Project(p) => p.company.as_ref(),
+            Target::Task(t) => t.project.company.as_ref(),
+        }
+    }
+    pub fn noun(&self) -> &'static str {
+        match self {
+            Target::Ticket(_) => "ticket",
+            Target::Project(_) => "project",
+            Target::Task(_) => "task",
+        }
+    }
+}
+
+/// Which entity kinds a mailbox may create (Autotask's per-entity tabs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowed {
+    pub tickets: bool,
+    pub ticket_notes: bool,
+    pub ticket_time: bool,
+    pub project_notes: bool,
+    pub task_notes: bool,
+    pub task_time: bool,
+}
+
+impl Default for Allowed {
+    fn default() -> Self {
+        Allowed {
+            tickets: true,
+            ticket_notes: true,
+            ticket_time: true,
+            project_notes: true,
+            task_notes: true,
+            task_time: true,
+        }
+    }
+}
+
+/// What a mailbox does when it is only in Cc and creates tickets only when in To.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CcOnly {
+    /// Add a note to a referenced ticket; ignore the message otherwise.
+    Note,
+    /// Ignore the message.
+    Ignore,
+}
+
+impl CcOnly {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CcOnly::Note => "note",
+            CcOnly::Ignore => "ignore",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CcOnly> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "note" => Some(CcOnly::Note),
+            "ignore" => Some(CcOnly::Ignore),
+            _ => None,
+        }
+    }
+}
+
+/// What a reply to a completed ticket does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletedTicket {
+    /// Add the note and set the ticket back to the reopen status.
+    Reopen,
+    /// Add the note only.
+    Note,
+    /// Make a new ticket linked to the completed one.
+    New,
+}
+
+impl CompletedTicket {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompletedTicket::Reopen => "reopen",
+            CompletedTicket::Note => "note",
+            CompletedTicket::New => "new",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CompletedTicket> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "reopen" => Some(CompletedTicket::Reopen),
+            "note" => Some(CompletedTicket::Note),
+            "new" => Some(CompletedTicket::New),
+            _ => None,
+        }
+    }
 }
 
 /// A mailbox with its defaults resolved (NULL columns replaced by the default rows).
@@ -265,6 +397,28 @@ pub struct Mailbox {
     pub required_tags: Vec<TagRef>,
     /// What the milter does with the mailbox's copy after conversion.
     pub after_conversion: AfterConversion,
+    /// Entity kinds the mailbox may create.
+    pub allowed: Allowed,
+    /// Role and work type of time entries that name none.
+    pub role_id: i64,
+    pub work_type_id: i64,
+    /// Unknown senders and CC addresses become contacts.
+    pub create_contacts: bool,
+    /// CC'd contacts become additional ticket contacts.
+    pub cc_contacts: bool,
+    /// Create tickets only when the mailbox is in To.
+    pub only_when_to: bool,
+    pub cc_only: CcOnly,
+    pub completed_ticket: CompletedTicket,
+    /// Status of a reopened ticket.
+    pub reopen_status_id: i64,
+    /// Largest single file stored, and most bytes of files per message.
+    pub max_attachment_bytes: u64,
+    pub max_attachments_bytes: u64,
+    /// Inline images up to this size stay in the HTML.
+    pub inline_image_bytes: u64,
+    /// Notes keep only the new text of a reply.
+    pub strip_quotes: bool,
 }
 
 /// A message already processed for a mailbox (found by its dedup key).
@@ -274,6 +428,14 @@ pub struct Prior {
     pub object: Option<ObjectRef>,
     pub reason: Option<String>,
     pub received_at: chrono::NaiveDateTime,
+}
+
+/// A recent ticket that a new message may duplicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateCandidate {
+    pub ticket: TicketRef,
+    /// Which criterion found it: `sender_subject`, `alert_id` or `external_id`.
+    pub criterion: &'static str,
 }
 
 /// What the store knows that a decision about one message for one mailbox needs.
@@ -287,10 +449,29 @@ pub struct Facts {
     pub contact: Option<ContactRef>,
     /// Active companies whose web domain is the sender's domain (not looked up for public domains).
     pub domain_companies: Vec<CompanyRef>,
-    /// Each ticket number found in the subject, with the ticket when it exists.
-    pub numbered: Vec<(String, Option<TicketRef>)>,
+    /// Each number found in the subject, with its object when it exists.
+    pub numbered: Vec<(String, Option<Target>)>,
     /// The first In-Reply-To / References Message-ID that belongs to a ticket, with that ticket.
     pub referenced: Option<(String, TicketRef)>,
+    /// Messages from the same sender with the same normalised subject in the loop window.
+    pub loop_count: i64,
+    /// Recent open tickets of the mailbox this message may duplicate, by the configured criteria
+    /// (alert and external ids first; the decision keeps those of the attributed company).
+    pub duplicates: Vec<DuplicateCandidate>,
+    /// Unknown CC addresses whose domain is the web domain of exactly one active company.
+    pub cc_domain_companies: Vec<(String, CompanyRef)>,
+    /// CC addresses that are active contacts (address, contact).
+    pub cc_contacts: Vec<(String, ContactRef)>,
+    /// CC addresses of active resources (staff never become customer contacts).
+    pub cc_staff: Vec<String>,
+    /// A company named by a structured alert or a parsing rule, when it exists and is active.
+    pub named_company: Option<CompanyRef>,
+    /// A contact named (by address) by a structured alert, when it exists.
+    pub named_contact: Option<ContactRef>,
+    /// The contact of the original sender of a message forwarded by a resource.
+    pub forwarded_contact: Option<ContactRef>,
+    /// Companies matching the forwarded sender's domain.
+    pub forwarded_domain_companies: Vec<CompanyRef>,
 }
 
 /// What a lookup needs from a message (derived by `pipeline::keys`).
@@ -303,10 +484,22 @@ pub struct LookupKeys {
     pub sender_domain: Option<String>,
     /// The sender domain when it may name a company (not a public freemail domain).
     pub company_domain: Option<String>,
-    /// Ticket numbers found in the subject, in order, upper-cased.
-    pub ticket_numbers: Vec<String>,
+    /// Object numbers found in the subject, in order, upper-cased (T…, P…, K…).
+    pub numbers: Vec<String>,
     /// In-Reply-To first, then References from the newest to the oldest.
     pub referenced_ids: Vec<String>,
+    /// The normalised subject (duplicate detection and the loop guard).
+    pub subject_key: String,
+    /// Alert and external ids from a structured alert block.
+    pub alert_id: Option<String>,
+    pub external_id: Option<String>,
+    /// Company and contact address named by a structured alert or a parsing rule.
+    pub named_company: Option<String>,
+    pub named_contact_email: Option<String>,
+    /// CC addresses (lower case) other than our mailboxes.
+    pub cc: Vec<String>,
+    /// The original sender of a message forwarded by staff (looked up only for resources).
+    pub forwarded_sender: Option<Address>,
 }
 
 /// How the sender was attributed.
@@ -328,6 +521,23 @@ pub struct Attribution {
     pub company: Option<CompanyRef>,
     pub contact: Option<ContactRef>,
     pub resource: Option<ResourceRef>,
+    /// A contact to create for the sender (mailbox `create_contacts`), under `company`.
+    pub new_contact: Option<NewContact>,
+}
+
+/// A contact to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewContact {
+    pub company_id: i64,
+    pub email: String,
+    pub name: String,
+}
+
+/// A contact, existing or to be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactChoice {
+    Existing(i64),
+    Create(NewContact),
 }
 
 /// A file to store with an object.
@@ -351,17 +561,34 @@ pub struct NewTicket {
     pub issue_type_id: Option<i64>,
     pub sub_issue_type_id: Option<i64>,
     pub company_id: Option<i64>,
-    pub contact_id: Option<i64>,
+    /// The ticket contact (existing, or the sender made a contact).
+    pub contact: Option<ContactChoice>,
     pub mailbox_id: i64,
-    /// Tags with their origin (`mailbox` or `auto`), in ranking order.
+    /// Tags with their origin (`mailbox`, `auto` or `rule`), in ranking order.
     pub tags: Vec<(TagRef, &'static str)>,
     pub attachments: Vec<NewAttachment>,
+    /// Additional contacts (CC).
+    pub additional_contacts: Vec<ContactChoice>,
+    /// A ticket this one is linked to, with the kind of link (`duplicate`, `follow_up`).
+    pub link: Option<(i64, &'static str)>,
+    pub sender_address: Option<String>,
+    pub subject_key: String,
+    pub alert_id: Option<String>,
+    pub external_id: Option<String>,
 }
 
-/// A note to add to an existing ticket.
+/// Where a note goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoteTarget {
+    Ticket(TicketRef),
+    Project(ProjectRef),
+    Task(TaskRef),
+}
+
+/// A note to add to an existing ticket, project or task.
 #[derive(Debug, Clone)]
-pub struct NewTicketNote {
-    pub ticket: TicketRef,
+pub struct NewNote {
+    pub target: NoteTarget,
     pub title: String,
     pub body: String,
     pub body_html: Option<String>,
@@ -369,19 +596,72 @@ pub struct NewTicketNote {
     pub author_resource_id: Option<i64>,
     pub author_address: String,
     pub visibility: Visibility,
+    /// The sender is neither staff nor of the object's company (cross-company guard).
+    pub unverified: bool,
     pub mailbox_id: i64,
     pub attachments: Vec<NewAttachment>,
+    /// A new status for the ticket (reopening a completed ticket).
+    pub set_status: Option<i64>,
+}
+
+/// Where a time entry goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeTarget {
+    Ticket(TicketRef),
+    Task(TaskRef),
+}
+
+/// A time entry to add (from `#T=`).
+#[derive(Debug, Clone)]
+pub struct NewTimeEntry {
+    pub target: TimeTarget,
+    pub resource_id: i64,
+    pub role_id: i64,
+    pub role: String,
+    pub work_type_id: i64,
+    /// Local date of the work (YYYY-MM-DD).
+    pub work_date: String,
+    /// HH:MM start and end, when given as a range.
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub minutes: u32,
+    pub summary: String,
+    pub mailbox_id: i64,
+    /// `#S=`: the new status of the ticket or task, with its name.
+    pub set_status: Option<(i64, String)>,
+    pub attachments: Vec<NewAttachment>,
+}
+
+/// Why a message was refused or not converted (decides the milter's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Failure {
+    /// Nobody knows the sender and the mailbox takes no unknown senders.
+    UnknownSender,
+    /// The sender is on the excluded list.
+    ExcludedSender,
+    /// The mailbox may not create this kind of object.
+    NotAllowed,
+    /// A command in the first line cannot be carried out (bad value, unknown name).
+    BadCommand,
+    /// Too many messages from the same sender with the same subject (loop guard).
+    Loop,
+    /// A sender of another company wrote to a ticket by number (cross-company guard).
+    CrossCompany,
 }
 
 /// What to do with one message for one mailbox: the pure decision, before any write.
 #[derive(Debug, Clone)]
 pub enum Action {
     CreateTicket(NewTicket),
-    AddTicketNote(NewTicketNote),
+    AddNote(NewNote),
+    AddTimeEntry(NewTimeEntry),
     /// Accept without converting (e.g. `Sensitivity: Private`).
     Ignore,
+    /// Accept and drop the mailbox's copy without converting (excluded sender, duplicate).
+    Discard,
     /// Refuse the message (the reason goes to the SMTP client).
-    Reject,
+    Reject(Failure),
     /// Already processed: nothing to write.
     Duplicate(Prior),
 }
@@ -397,9 +677,15 @@ pub struct Plan {
     pub attribution: Attribution,
     /// Why, in words (for ignore / reject, and for noteworthy choices such as an unknown number).
     pub reason: Option<String>,
+    /// Internal notes to add beside the object (e.g. attachments left out, and why).
+    pub system_notes: Vec<String>,
     /// Message-ID and threading data the store keeps for later replies.
     pub message_id: Option<String>,
     pub dedup_key: String,
+    pub sender_address: Option<String>,
+    pub subject_key: String,
+    /// Why each step decided as it did (`ticketmilter explain`).
+    pub trace: Vec<String>,
 }
 
 /// The kind of object a message became.
@@ -408,6 +694,10 @@ pub struct Plan {
 pub enum ObjectKind {
     Ticket,
     TicketNote,
+    ProjectNote,
+    TaskNote,
+    TicketTimeEntry,
+    TaskTimeEntry,
 }
 
 impl ObjectKind {
@@ -415,14 +705,22 @@ impl ObjectKind {
         match self {
             ObjectKind::Ticket => "ticket",
             ObjectKind::TicketNote => "ticket_note",
+            ObjectKind::ProjectNote => "project_note",
+            ObjectKind::TaskNote => "task_note",
+            ObjectKind::TicketTimeEntry => "ticket_time_entry",
+            ObjectKind::TaskTimeEntry => "task_time_entry",
         }
     }
     pub fn parse(s: &str) -> Option<ObjectKind> {
-        match s {
-            "ticket" => Some(ObjectKind::Ticket),
-            "ticket_note" => Some(ObjectKind::TicketNote),
-            _ => None,
-        }
+        Some(match s {
+            "ticket" => ObjectKind::Ticket,
+            "ticket_note" => ObjectKind::TicketNote,
+            "project_note" => ObjectKind::ProjectNote,
+            "task_note" => ObjectKind::TaskNote,
+            "ticket_time_entry" => ObjectKind::TicketTimeEntry,
+            "task_time_entry" => ObjectKind::TaskTimeEntry,
+            _ => return None,
+        })
     }
 }
 
@@ -435,6 +733,11 @@ pub struct ObjectRef {
     pub number: Option<String>,
     /// The number of the ticket the object belongs to.
     pub ticket_number: Option<String>,
+    /// The project or task number the object belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project_number: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_number: Option<String>,
 }
 
 /// The result for one mailbox recipient.
@@ -443,8 +746,10 @@ pub struct ObjectRef {
 pub enum Verdict {
     Created,
     NoteAdded,
+    TimeEntryAdded,
     Duplicate,
     Ignored,
+    Discarded,
     Rejected,
     NotOurs,
 }
@@ -454,11 +759,18 @@ impl Verdict {
         match self {
             Verdict::Created => "created",
             Verdict::NoteAdded => "note_added",
+            Verdict::TimeEntryAdded => "time_entry_added",
             Verdict::Duplicate => "duplicate",
             Verdict::Ignored => "ignored",
+            Verdict::Discarded => "discarded",
             Verdict::Rejected => "rejected",
             Verdict::NotOurs => "not_ours",
         }
+    }
+
+    /// The message became (or already was) an object.
+    pub fn converted(self) -> bool {
+        matches!(self, Verdict::Created | Verdict::NoteAdded | Verdict::TimeEntryAdded | Verdict::Duplicate)
     }
 }
 
@@ -478,6 +790,21 @@ pub struct AttachmentReport {
     pub size: u64,
 }
 
+/// A time entry as reported in an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimeReport {
+    pub minutes: u32,
+    pub hours: String,
+    pub role: String,
+    pub date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
 /// What happened to one message for one mailbox (or for the recipients that are no mailbox).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outcome {
@@ -493,4 +820,9 @@ pub struct Outcome {
     pub attachments: Vec<AttachmentReport>,
     pub tags: Vec<String>,
     pub reason: Option<String>,
+    /// For rejected, discarded and some ignored messages: the rule that decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<TimeReport>,
 }

@@ -1,17 +1,98 @@
 //! The decision: (message, store facts, mailbox, configuration) -> Plan. Pure and synchronous;
-//! every rule about which object a message becomes and whom it is attributed to lives here.
+//! every rule about which object a message becomes, whom it is attributed to and what it may
+//! command lives here, and each step leaves a line in the plan's trace (`ticketmilter explain`).
 
 use chrono::{DateTime, Utc};
 
-use super::numbers;
-use super::snapshot::Snapshot;
+use super::content::{self, Limits};
+use super::numbers::{self, NumberKind};
+use super::rules::RuleResult;
+use super::snapshot::{CrossCompany, DuplicateAction, LoopAction, Snapshot, find_id, names};
+use super::{alerts, forward, indicators, quotes, trust};
 use crate::model::{
-    Action, Attribution, Envelope, Facts, Inbound, LookupKeys, Mailbox, NewAttachment, NewTicket,
-    NewTicketNote, Plan, SenderKind, TicketRef, UnknownSender,
+    Action, Address, Attribution, CcOnly, CompanyRef, CompletedTicket, ContactChoice, Envelope, Facts, Failure,
+    Inbound, LookupKeys, Mailbox, NewContact, NewNote, NewTicket, NewTimeEntry, NoteTarget, Plan, SenderKind, Target,
+    TicketRef, TimeTarget, UnknownSender, Visibility,
 };
 
-/// The lookups a message needs, derived from the message alone.
-pub fn keys(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot) -> LookupKeys {
+/// What is read from a message once, before any mailbox is considered.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// A structured alert block at the end of the body.
+    pub alert: Option<alerts::Alert>,
+    /// The text without the alert block.
+    pub text: String,
+    /// Indicators on the first line (`#T=`, `#R=`, `#S=`).
+    pub indicators: Option<Result<indicators::Found, indicators::IndicatorError>>,
+    /// Whether the sender is authenticated (commands by mail need it).
+    pub trust: Result<trust::TrustReason, trust::Untrusted>,
+    /// A forward marker on the first line and the original sender of the forwarded mail.
+    pub forward: Option<Forwarded>,
+    /// The normalised subject.
+    pub subject_key: String,
+    /// `Sensitivity: Private`.
+    pub private: bool,
+    /// To and Cc addresses, lower case.
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    /// A `Resent-From` (the message was redirected by this address).
+    pub resent_from: Option<String>,
+}
+
+/// A customer's mail forwarded by staff with the forward marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    pub original: Address,
+    /// The text without the marker line.
+    pub text: String,
+}
+
+/// Read a message once: alert block, indicators, trust, forward marker, subject key.
+pub fn analyse(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot) -> Analysis {
+    let found = alerts::find(&inbound.text);
+    let (alert, text) = match found {
+        Some(f) => (Some(f.alert), f.text),
+        None => (None, inbound.text.clone()),
+    };
+    let sender = sender_address(inbound, envelope);
+    let sender_domain = sender.as_deref().and_then(crate::model::domain_of);
+    let trust = trust::authenticate(
+        &inbound.headers,
+        sender_domain.as_deref(),
+        envelope.client_addr,
+        envelope.auth_user.as_deref(),
+        &snapshot.settings.trust,
+    );
+    let marker = snapshot.settings.forward_marker.trim();
+    let forward = (!marker.is_empty())
+        .then(|| {
+            let mut lines = text.lines();
+            let first = lines.by_ref().find(|l| !l.trim().is_empty())?;
+            if !first.trim().eq_ignore_ascii_case(marker) {
+                return None;
+            }
+            let rest: String = text.split_once(first).map(|(_, r)| r.trim_start_matches(['\r', '\n']).to_string())?;
+            let original = forward::forwarded_sender(&rest)?;
+            Some(Forwarded { original, text: rest })
+        })
+        .flatten();
+    let lower = |v: &[Address]| v.iter().map(|a| a.email.trim().to_ascii_lowercase()).collect::<Vec<_>>();
+    Analysis {
+        indicators: indicators::find(&text),
+        alert,
+        text,
+        trust,
+        forward,
+        subject_key: numbers::subject_key(&inbound.subject),
+        private: inbound.header("sensitivity").is_some_and(|v| v.trim().eq_ignore_ascii_case("private")),
+        to: lower(&inbound.to),
+        cc: lower(&inbound.cc),
+        resent_from: inbound.resent_from.as_ref().map(|a| a.email.clone()),
+    }
+}
+
+/// The lookups a message needs for one mailbox (after its parsing rules).
+pub fn keys(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot, analysis: &Analysis, rules: &RuleResult) -> LookupKeys {
     let sender = sender_address(inbound, envelope);
     let sender_domain = sender.as_deref().and_then(crate::model::domain_of);
     let company_domain = sender_domain.clone().filter(|d| !snapshot.is_public_domain(d));
@@ -22,13 +103,29 @@ pub fn keys(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot) -> Look
         }
     }
     referenced_ids.truncate(50);
+    let alert = analysis.alert.as_ref();
+    let sender_lower = sender.as_deref().map(str::to_ascii_lowercase);
+    let cc: Vec<String> = analysis
+        .cc
+        .iter()
+        .filter(|a| snapshot.mailbox_for(a).is_none() && Some(a.as_str()) != sender_lower.as_deref())
+        .take(50)
+        .cloned()
+        .collect();
     LookupKeys {
         dedup_key: inbound.dedup_key(),
         sender_domain,
         company_domain,
         sender,
-        ticket_numbers: numbers::ticket_numbers(&inbound.subject),
+        numbers: numbers::numbers(&inbound.subject),
         referenced_ids,
+        subject_key: analysis.subject_key.clone(),
+        alert_id: alert.and_then(|a| a.alert_id.clone()),
+        external_id: alert.and_then(|a| a.external_id.clone()),
+        named_company: rules.company.clone().or_else(|| alert.and_then(|a| a.company.clone())),
+        named_contact_email: alert.and_then(|a| a.contact_email.clone()),
+        cc,
+        forwarded_sender: analysis.forward.as_ref().map(|f| f.original.clone()),
     }
 }
 
@@ -65,462 +162,842 @@ pub fn ticket_title(subject: &str, received_at: DateTime<Utc>, snapshot: &Snapsh
     }
 }
 
+/// Everything a decision reads.
+pub struct Input<'a> {
+    pub inbound: &'a Inbound,
+    pub envelope: &'a Envelope,
+    pub rcpt: &'a str,
+    pub mailbox: &'a Mailbox,
+    pub keys: &'a LookupKeys,
+    pub facts: &'a Facts,
+    pub snapshot: &'a Snapshot,
+    pub analysis: &'a Analysis,
+    pub rules: &'a RuleResult,
+}
+
 /// Decide what one message becomes for one mailbox.
-pub fn decide(
-    inbound: &Inbound,
-    envelope: &Envelope,
-    rcpt: &str,
-    mailbox: &Mailbox,
-    keys: &LookupKeys,
-    facts: &Facts,
-    snapshot: &Snapshot,
-) -> Plan {
-    let mut plan = Plan {
-        action: crate::model::Action::Ignore,
-        mailbox_id: mailbox.id,
-        mailbox: mailbox.address.clone(),
-        rcpt: rcpt.to_string(),
-        attribution: Attribution {
-            address: keys.sender.clone(),
-            kind: SenderKind::Unknown,
-            company: None,
-            contact: None,
-            resource: None,
-        },
-        reason: None,
-        message_id: inbound.message_id.clone(),
-        dedup_key: keys.dedup_key.clone(),
-    };
+pub fn decide(i: &Input<'_>) -> Plan {
+    let mut d = Decision::new(i);
+    d.run();
+    d.plan
+}
 
-    if let Some(prior) = &facts.prior {
-        plan.reason = Some(format!(
-            "already processed for {} at {} ({})",
-            mailbox.address,
-            prior.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
-            prior.outcome
-        ));
-        plan.action = Action::Duplicate(prior.clone());
-        return plan;
-    }
+struct Decision<'a> {
+    i: &'a Input<'a>,
+    plan: Plan,
+    remarks: Vec<String>,
+    /// Said only when a new ticket is really made: the subject's number matched nothing.
+    unknown_number: Option<String>,
+    /// The sender is a resource whose mail is believed: authenticated, or no means to tell are
+    /// configured (no trusted verifiers or networks). Forged staff addresses are outsiders.
+    staff: bool,
+}
 
-    // Which existing ticket the message belongs to: a number in the subject first, then threading.
-    let mut remarks: Vec<String> = Vec::new();
-    let by_number: Option<&TicketRef> = facts.numbered.iter().find_map(|(_, t)| t.as_ref());
-    let unknown_numbers: Vec<&str> = facts
-        .numbered
-        .iter()
-        .filter(|(_, t)| t.is_none())
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let target: Option<&TicketRef> = by_number.or(facts.referenced.as_ref().map(|(_, t)| t));
-    if target.is_none() && !unknown_numbers.is_empty() {
-        remarks.push(format!(
-            "ticket number {} in the subject matches no ticket; a new ticket was made",
-            unknown_numbers.join(", ")
-        ));
-    }
-
-    let private = inbound
-        .header("sensitivity")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("private"));
-
-    // Sender attribution, in Autotask's order.
-    let a = &mut plan.attribution;
-    if let Some(r) = &facts.resource {
-        a.kind = SenderKind::Resource;
-        a.resource = Some(r.clone());
-        a.company = match target {
-            Some(t) => t.company.clone(),
-            None => mailbox.fallback_company.clone(),
+impl<'a> Decision<'a> {
+    fn new(i: &'a Input<'a>) -> Decision<'a> {
+        let plan = Plan {
+            action: Action::Ignore,
+            mailbox_id: i.mailbox.id,
+            mailbox: i.mailbox.address.clone(),
+            rcpt: i.rcpt.to_string(),
+            attribution: Attribution {
+                address: i.keys.sender.clone(),
+                kind: SenderKind::Unknown,
+                company: None,
+                contact: None,
+                resource: None,
+                new_contact: None,
+            },
+            reason: None,
+            system_notes: Vec::new(),
+            message_id: i.inbound.message_id.clone(),
+            dedup_key: i.keys.dedup_key.clone(),
+            sender_address: i.keys.sender.as_deref().map(str::to_ascii_lowercase),
+            subject_key: i.keys.subject_key.clone(),
+            trace: Vec::new(),
         };
-    } else if let Some(c) = &facts.contact {
-        a.kind = SenderKind::Contact;
-        a.contact = Some(c.clone());
-        a.company = Some(c.company.clone());
-    } else if let Some(t) = target {
-        a.kind = SenderKind::Unknown;
-        a.company = t.company.clone();
-    } else if let Some(company) = domain_company(keys, facts) {
-        a.kind = SenderKind::CompanyDomain;
-        a.company = Some(company);
-    } else if mailbox.unknown_sender == UnknownSender::Reject && !private {
-        plan.reason = Some(format!(
-            "sender {} is not a known contact or resource, and mailbox {} does not take mail from unknown senders",
-            keys.sender.as_deref().unwrap_or("(no address)"),
-            mailbox.address
-        ));
-        plan.action = Action::Reject;
-        return plan;
-    } else if let Some(fallback) = &mailbox.fallback_company {
-        a.kind = SenderKind::Fallback;
-        a.company = Some(fallback.clone());
-    } else {
-        a.kind = SenderKind::Unknown;
-        remarks.push(format!(
-            "sender is unknown and mailbox {} has no fallback company; the ticket has no company",
-            mailbox.address
-        ));
+        let s = &i.snapshot.settings;
+        let trust_configured = !s.trust.authserv_ids.is_empty() || !s.trust.networks.is_empty();
+        let staff = i.facts.resource.is_some() && (i.analysis.trust.is_ok() || !trust_configured);
+        Decision { i, plan, remarks: Vec::new(), unknown_number: None, staff }
     }
 
-    if private {
-        plan.reason = Some("marked private (Sensitivity: Private); private mail is never converted".into());
-        plan.action = Action::Ignore;
-        return plan;
+    fn trace(&mut self, line: impl Into<String>) {
+        self.plan.trace.push(line.into());
     }
 
-    let attachments: Vec<NewAttachment> = inbound
-        .attachments
-        .iter()
-        .map(|att| NewAttachment {
-            filename: att.filename.clone(),
-            content_type: att.content_type.clone(),
-            data: att.data.clone(),
-        })
-        .collect();
-
-    plan.action = match target {
-        Some(ticket) => Action::AddTicketNote(NewTicketNote {
-            ticket: ticket.clone(),
-            title: title_of(&inbound.subject),
-            body: inbound.text.clone(),
-            body_html: inbound.html.clone(),
-            author_contact_id: plan.attribution.contact.as_ref().map(|c| c.id),
-            author_resource_id: plan.attribution.resource.as_ref().map(|r| r.id),
-            author_address: keys.sender.clone().unwrap_or_default(),
-            visibility: mailbox.note_visibility,
-            mailbox_id: mailbox.id,
-            attachments,
-        }),
-        None => {
-            let title = ticket_title(&inbound.subject, envelope.received_at, snapshot);
-            let tags = ticket_tags(&title, &inbound.text, mailbox, snapshot);
-            Action::CreateTicket(NewTicket {
-                title,
-                description: inbound.text.clone(),
-                description_html: inbound.html.clone(),
-                status_id: mailbox.status_id,
-                priority_id: mailbox.priority_id,
-                queue_id: mailbox.queue_id,
-                source_id: mailbox.source_id,
-                issue_type_id: mailbox.issue_type_id,
-                sub_issue_type_id: mailbox.sub_issue_type_id,
-                company_id: plan.attribution.company.as_ref().map(|c| c.id),
-                contact_id: plan.attribution.contact.as_ref().map(|c| c.id),
-                mailbox_id: mailbox.id,
-                tags,
-                attachments,
-            })
+    fn finish(&mut self, action: Action, reason: Option<String>) {
+        self.plan.action = action;
+        if let Some(r) = reason {
+            self.remarks.insert(0, r);
         }
-    };
-    if !remarks.is_empty() {
-        plan.reason = Some(remarks.join("; "));
+        if !self.remarks.is_empty() {
+            self.plan.reason = Some(self.remarks.join("; "));
+        }
     }
-    plan
+
+    fn reject(&mut self, failure: Failure, reason: String) {
+        self.trace(format!("refused ({failure:?}): {reason}"));
+        self.remarks.clear();
+        self.finish(Action::Reject(failure), Some(reason));
+    }
+
+    fn run(&mut self) {
+        let i = self.i;
+        self.trace(format!("mailbox {} (recipient {})", i.mailbox.address, i.rcpt));
+
+        if let Some(prior) = &i.facts.prior {
+            let reason = format!(
+                "already processed for {} at {} ({})",
+                i.mailbox.address,
+                prior.received_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                prior.outcome
+            );
+            self.trace(format!("duplicate: {reason} (key {})", i.keys.dedup_key));
+            self.finish(Action::Duplicate(prior.clone()), Some(reason));
+            return;
+        }
+        self.trace(format!("first time this message ({}) reaches the mailbox", i.keys.dedup_key));
+        for line in &i.rules.trace {
+            self.trace(line.clone());
+        }
+
+        // Excluded senders.
+        if let Some(sender) = i.keys.sender.as_deref() {
+            if let Some(x) = i.snapshot.exclusion_for(sender, i.mailbox.id) {
+                let reason = format!("sender {sender} is excluded ({}) for mailbox {}", x.pattern, i.mailbox.address);
+                self.trace(format!("excluded sender: {} → {}", x.pattern, x.action));
+                self.attribute(None);
+                match x.action.as_str() {
+                    "reject" => self.reject(Failure::ExcludedSender, reason),
+                    "discard" => self.finish(Action::Discard, Some(reason)),
+                    _ => self.finish(Action::Ignore, Some(reason)),
+                }
+                return;
+            }
+        }
+
+        let target = self.target();
+        self.attribute(target.as_ref());
+
+        if i.analysis.private {
+            self.trace("Sensitivity: Private → not converted");
+            self.finish(Action::Ignore, Some("marked private (Sensitivity: Private); private mail is never converted".into()));
+            return;
+        }
+        if let Some(rule) = i.rules.ignore {
+            self.finish(Action::Ignore, Some(format!("parsing rule {rule} says to leave such mail unconverted")));
+            return;
+        }
+
+        // The loop guard (counted in the database across hosts). Believed staff are exempt: a
+        // technician booking time or answering quickly is no mail loop.
+        let s = &i.snapshot.settings;
+        if s.loop_max > 0 && i.facts.loop_count >= s.loop_max as i64 && !self.staff {
+            let reason = format!(
+                "loop guard: {} messages from {} with this subject in the last {} minutes (limit {})",
+                i.facts.loop_count,
+                i.keys.sender.as_deref().unwrap_or("?"),
+                s.loop_window_minutes,
+                s.loop_max
+            );
+            self.trace(reason.clone());
+            match s.loop_action {
+                LoopAction::Ignore => self.finish(Action::Ignore, Some(reason)),
+                LoopAction::Discard => self.finish(Action::Discard, Some(reason)),
+                LoopAction::Reject => self.reject(Failure::Loop, reason),
+            }
+            return;
+        }
+        self.trace(format!("loop guard: {} earlier message(s) from this sender with this subject in the window", i.facts.loop_count));
+
+        // A mailbox that makes tickets only when it is in To, and is only in Cc.
+        if i.mailbox.only_when_to && self.only_in_cc() {
+            let ignore = match (&target, i.mailbox.cc_only) {
+                (Some(_), CcOnly::Note) => false,
+                (Some(_), CcOnly::Ignore) | (None, _) => true,
+            };
+            self.trace(format!("mailbox only in Cc (cc_only = {})", i.mailbox.cc_only.as_str()));
+            if ignore {
+                let reason = format!("mailbox {} was only in Cc; it makes tickets only when it is in To", i.mailbox.address);
+                self.finish(Action::Ignore, Some(reason));
+                return;
+            }
+        }
+
+        match target {
+            Some(t) => self.to_existing(t),
+            None => self.new_ticket(None),
+        }
+    }
+
+    /// The mailbox address is in Cc but not in To.
+    fn only_in_cc(&self) -> bool {
+        let addr = self.i.mailbox.address.to_ascii_lowercase();
+        let here = |list: &[String]| list.iter().any(|a| super::snapshot::normalise_recipient(a) == addr);
+        here(&self.i.analysis.cc) && !here(&self.i.analysis.to)
+    }
+
+    /// The existing object the message belongs to: a number in the subject first, then threading.
+    fn target(&mut self) -> Option<Target> {
+        let f = self.i.facts;
+        for (number, found) in &f.numbered {
+            match found {
+                Some(t) => {
+                    self.trace(format!("subject names {} {number}: it exists", t.noun()));
+                    return Some(t.clone());
+                }
+                None => self.trace(format!("subject names {number}: no such object")),
+            }
+        }
+        let unknown: Vec<&str> = f.numbered.iter().filter(|(_, t)| t.is_none()).map(|(n, _)| n.as_str()).collect();
+        if let Some((id, t)) = &f.referenced {
+            self.trace(format!("In-Reply-To/References <{id}> belongs to ticket {}", t.number));
+            return Some(Target::Ticket(t.clone()));
+        }
+        if !self.i.keys.referenced_ids.is_empty() {
+            self.trace("no In-Reply-To/References id belongs to a ticket");
+        }
+        if !unknown.is_empty() {
+            let kinds: Vec<&str> = unknown
+                .iter()
+                .map(|n| match NumberKind::of(n) {
+                    Some(NumberKind::Ticket) => "ticket",
+                    Some(NumberKind::Project) => "project",
+                    _ => "task",
+                })
+                .collect();
+            self.unknown_number = Some(format!(
+                "{} number {} in the subject matches no {}; a new ticket was made",
+                kinds[0],
+                unknown.join(", "),
+                kinds[0]
+            ));
+        }
+        None
+    }
+
+    /// Sender attribution, in Autotask's order; the forward marker and structured alerts may
+    /// name another person.
+    fn attribute(&mut self, target: Option<&Target>) {
+        let i = self.i;
+        let f = i.facts;
+        let a = &mut self.plan.attribution;
+        a.kind = SenderKind::Unknown;
+        a.company = None;
+        a.contact = None;
+        a.resource = None;
+        // A staff address that is not believed (see `staff`) is attributed like anyone else.
+        let resource = f.resource.as_ref().filter(|_| self.staff);
+        if let Some(r) = resource {
+            a.kind = SenderKind::Resource;
+            a.resource = Some(r.clone());
+            a.company = target.and_then(|t| t.company().cloned()).or_else(|| i.mailbox.fallback_company.clone());
+        } else if let Some(c) = &f.contact {
+            a.kind = SenderKind::Contact;
+            a.contact = Some(c.clone());
+            a.company = Some(c.company.clone());
+        } else if let Some(t) = target {
+            a.kind = SenderKind::Unknown;
+            a.company = t.company().cloned();
+        } else if let [one] = f.domain_companies.as_slice() {
+            a.kind = SenderKind::CompanyDomain;
+            a.company = Some(one.clone());
+        } else if let Some(fb) = &i.mailbox.fallback_company {
+            if f.domain_companies.len() > 1 {
+                self.plan.trace.push(format!("sender domain matches {} companies: not used", f.domain_companies.len()));
+            }
+            a.kind = SenderKind::Fallback;
+            a.company = Some(fb.clone());
+        } else {
+            a.kind = SenderKind::Unknown;
+        }
+        let how = match a.kind {
+            SenderKind::Resource => "an active resource".to_string(),
+            SenderKind::Contact => format!("contact of {}", a.company.as_ref().map_or("?", |c| c.name.as_str())),
+            SenderKind::CompanyDomain => format!("unknown, domain of {}", a.company.as_ref().map_or("?", |c| c.name.as_str())),
+            SenderKind::Fallback => format!("unknown, mailbox fallback company {}", a.company.as_ref().map_or("?", |c| c.name.as_str())),
+            SenderKind::Unknown => "unknown".to_string(),
+        };
+        let who = a.address.clone().unwrap_or_else(|| "(no address)".into());
+        self.plan.trace.push(format!("sender {who}: {how}"));
+        if let Some(r) = &i.analysis.resent_from {
+            self.plan.trace.push(format!("redirected by {r} (Resent-From); attributed to the author in From"));
+        }
+    }
+
+    /// A structured alert or a parsing rule names the company (and maybe the contact).
+    fn apply_named(&mut self) {
+        let f = self.i.facts;
+        if let Some(c) = &f.named_company {
+            self.trace(format!("company {} named by a structured alert or parsing rule", c.name));
+            let a = &mut self.plan.attribution;
+            if a.kind != SenderKind::Resource && a.kind != SenderKind::Contact {
+                a.kind = SenderKind::CompanyDomain;
+            }
+            a.company = Some(c.clone());
+            // A contact belongs to the ticket only if it belongs to the ticket's company.
+            if a.contact.as_ref().is_some_and(|x| x.company.id != c.id) {
+                a.contact = None;
+                if a.kind == SenderKind::Contact {
+                    a.kind = SenderKind::CompanyDomain;
+                }
+            }
+            if let Some(contact) = &f.named_contact {
+                if contact.company.id == c.id {
+                    a.contact = Some(contact.clone());
+                }
+            }
+        } else if let Some(name) = &self.i.keys.named_company {
+            self.remarks.push(format!("company {name:?} named by the message is not an active company"));
+        }
+    }
+
+    /// The staff forward marker: the ticket belongs to the original sender.
+    fn apply_forward(&mut self) -> bool {
+        let i = self.i;
+        let (Some(fwd), Some(_)) = (&i.analysis.forward, &i.facts.resource) else {
+            return false;
+        };
+        if !self.staff {
+            self.trace("forward marker from a staff address that nothing authenticates: not believed");
+            return false;
+        }
+        let a = &mut self.plan.attribution;
+        a.address = Some(fwd.original.email.clone());
+        a.resource = None;
+        if let Some(c) = &i.facts.forwarded_contact {
+            a.kind = SenderKind::Contact;
+            a.contact = Some(c.clone());
+            a.company = Some(c.company.clone());
+        } else if let [one] = i.facts.forwarded_domain_companies.as_slice() {
+            a.kind = SenderKind::CompanyDomain;
+            a.company = Some(one.clone());
+        } else {
+            a.kind = SenderKind::Fallback;
+            a.company = i.mailbox.fallback_company.clone();
+        }
+        let line = format!("forwarded by staff with the marker: attributed to the original sender {}", fwd.original.email);
+        self.trace(line);
+        true
+    }
+
+    /// A message for an existing ticket, project or task.
+    fn to_existing(&mut self, target: Target) {
+        let i = self.i;
+        let s = &i.snapshot.settings;
+        let resource = i.facts.resource.clone();
+
+        // Commands in the first line (time entries) — staff only, and only when authenticated.
+        if let Some(result) = &i.analysis.indicators {
+            match result {
+                Err(e) => {
+                    if resource.is_some() && i.analysis.trust.is_ok() {
+                        let reason = format!("the first line cannot be used: {e}");
+                        self.reject(Failure::BadCommand, reason);
+                        return;
+                    }
+                    self.trace(format!("first line looks like commands but cannot be used ({e}); kept as text"));
+                }
+                Ok(found) => {
+                    let why_not = match (&resource, &i.analysis.trust) {
+                        (None, _) => Some("the sender is not a resource".to_string()),
+                        (Some(_), Err(u)) => Some(format!("the sender is not authenticated: {u}")),
+                        (Some(_), Ok(_)) => None,
+                    };
+                    match why_not {
+                        Some(why) => {
+                            self.trace(format!("indicators {:?} not carried out: {why}", found.line));
+                            self.remarks.push(format!("the commands in the first line were kept as text: {why}"));
+                        }
+                        None => {
+                            if let Ok(reason) = &i.analysis.trust {
+                                self.trace(format!("indicators {:?} from a resource, authenticated ({reason})", found.line));
+                            }
+                            self.time_entry(&target, found);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+
+        // Cross-company guard: a number from someone who is neither staff nor of that company.
+        // Once the installation can tell authenticated mail (trusted verifiers or networks are
+        // set), a staff address without authentication is not believed to be staff here: a
+        // forged From must not put notes under a colleague's name on any customer's ticket.
+        let staff = self.staff;
+        if resource.is_some() && !staff {
+            self.trace("sender is a resource address, but the message is not authenticated: treated as an outsider");
+        }
+        let mut unverified = false;
+        if !staff {
+            let contact_company = self.plan.attribution.contact.as_ref().map(|c| c.company.id);
+            let target_company = target.company().map(|c| c.id);
+            let verified = match (target_company, contact_company) {
+                (Some(t), Some(c)) => t == c,
+                (None, _) => self.plan.attribution.contact.is_some(),
+                (Some(_), None) => false,
+            };
+            // A reply that threads by References answers our own mail: the thread vouches for it.
+            let threaded = i.facts.referenced.as_ref().is_some_and(|(_, t)| t.number == target.number());
+            if !verified && !threaded {
+                self.trace(format!("cross-company guard: sender is not staff and not a contact of the {}'s company", target.noun()));
+                match s.cross_company {
+                    CrossCompany::UnverifiedNote => {
+                        unverified = true;
+                        self.remarks.push("sender is not a contact of the object's company: note marked unverified (internal)".into());
+                    }
+                    CrossCompany::NewTicket => {
+                        self.remarks.push(format!("{} names {} but is not one of its company's contacts; a new ticket was made", self.plan.attribution.address.clone().unwrap_or_default(), target.number()));
+                        self.attribute(None);
+                        self.new_ticket(None);
+                        return;
+                    }
+                    CrossCompany::Reject => {
+                        let reason = format!(
+                            "{} is not a contact of the company of {}; only its contacts and staff may write to it",
+                            self.plan.attribution.address.clone().unwrap_or_default(),
+                            target.number()
+                        );
+                        self.reject(Failure::CrossCompany, reason);
+                        return;
+                    }
+                }
+            }
+        }
+
+        let (allowed, noun) = match &target {
+            Target::Ticket(_) => (i.mailbox.allowed.ticket_notes, "ticket notes"),
+            Target::Project(_) => (i.mailbox.allowed.project_notes, "project notes"),
+            Target::Task(_) => (i.mailbox.allowed.task_notes, "task notes"),
+        };
+        if !allowed {
+            let reason = format!("mailbox {} does not accept {noun} (the subject names {})", i.mailbox.address, target.number());
+            self.reject(Failure::NotAllowed, reason);
+            return;
+        }
+
+        // Replies to completed tickets.
+        let mut set_status = None;
+        if let Target::Ticket(t) = &target {
+            if t.complete && unverified {
+                self.trace(format!("ticket {} is complete; an unverified note does not reopen it", t.number));
+            } else if t.complete {
+                match i.mailbox.completed_ticket {
+                    CompletedTicket::Reopen => {
+                        set_status = Some(i.mailbox.reopen_status_id);
+                        let name = i.snapshot.refs.status_name(i.mailbox.reopen_status_id).unwrap_or("?").to_string();
+                        self.trace(format!("ticket {} is complete: reopened to {name}", t.number));
+                        self.remarks.push(format!("ticket {} was complete and is reopened ({name})", t.number));
+                    }
+                    CompletedTicket::Note => self.trace(format!("ticket {} is complete: note only", t.number)),
+                    CompletedTicket::New => {
+                        self.trace(format!("ticket {} is complete: a new ticket linked to it", t.number));
+                        self.remarks.push(format!("ticket {} is complete; a new ticket linked to it was made", t.number));
+                        self.new_ticket(Some((t.id, "follow_up")));
+                        return;
+                    }
+                }
+            }
+        }
+        self.note(target, unverified, set_status, None);
+    }
+
+    /// A note on an existing object.
+    fn note(&mut self, target: Target, unverified: bool, set_status: Option<i64>, body: Option<String>) {
+        let i = self.i;
+        let text = body.unwrap_or_else(|| i.analysis.text.clone());
+        let text = if i.mailbox.strip_quotes {
+            let st = quotes::strip_quoted(&text);
+            if st.removed {
+                self.trace("quoted history below the reply cut from the note text (kept in HTML and the raw message)");
+            }
+            st.text
+        } else {
+            text
+        };
+        let content = self.content();
+        let a = &self.plan.attribution;
+        let note = NewNote {
+            target: match target {
+                Target::Ticket(t) => NoteTarget::Ticket(t),
+                Target::Project(p) => NoteTarget::Project(p),
+                Target::Task(t) => NoteTarget::Task(t),
+            },
+            title: title_of(&i.inbound.subject),
+            body: text,
+            body_html: content.html.clone(),
+            author_contact_id: a.contact.as_ref().map(|c| c.id),
+            author_resource_id: a.resource.as_ref().map(|r| r.id),
+            author_address: a.address.clone().unwrap_or_default(),
+            visibility: if unverified { Visibility::Internal } else { i.mailbox.note_visibility },
+            unverified,
+            mailbox_id: i.mailbox.id,
+            attachments: content.attachments,
+            set_status,
+        };
+        self.trace(format!("→ note on {}", target_number(&note.target)));
+        self.finish(Action::AddNote(note), None);
+    }
+
+    /// Files and HTML within the mailbox's limits; files left out become a system note.
+    fn content(&mut self) -> content::Content {
+        let m = self.i.mailbox;
+        let c = content::select(
+            self.i.inbound,
+            Limits { max_file: m.max_attachment_bytes, max_total: m.max_attachments_bytes, inline_max: m.inline_image_bytes },
+        );
+        for d in &c.dropped {
+            self.trace(d.clone());
+            self.plan.system_notes.push(d.clone());
+        }
+        if !c.dropped.is_empty() {
+            self.remarks.push(format!("{} attachment(s) left out (see the note on the object)", c.dropped.len()));
+        }
+        c
+    }
+
+    /// A time entry from `#T=` (with `#R=` role and `#S=` status).
+    fn time_entry(&mut self, target: &Target, found: &indicators::Found) {
+        let i = self.i;
+        let (allowed, noun, time_target) = match target {
+            Target::Ticket(t) => (i.mailbox.allowed.ticket_time, "ticket time entries", TimeTarget::Ticket(t.clone())),
+            Target::Task(t) => (i.mailbox.allowed.task_time, "task time entries", TimeTarget::Task(t.clone())),
+            Target::Project(p) => {
+                let reason = format!("time cannot be entered on a project ({}); name one of its tasks", p.number);
+                self.reject(Failure::BadCommand, reason);
+                return;
+            }
+        };
+        if !allowed {
+            let reason = format!("mailbox {} does not accept {noun}", i.mailbox.address);
+            self.reject(Failure::NotAllowed, reason);
+            return;
+        }
+        let refs = &i.snapshot.refs;
+        let ind = &found.indicators;
+        let Some(time) = ind.time else {
+            return;
+        };
+        let role_id = match &ind.role {
+            Some(name) => match find_id(&refs.roles, name) {
+                Some(id) => id,
+                None => {
+                    let reason = format!("unknown role {name:?} in #R= (valid: {})", names(&refs.roles));
+                    self.reject(Failure::BadCommand, reason);
+                    return;
+                }
+            },
+            None => i.mailbox.role_id,
+        };
+        let set_status = match &ind.status {
+            Some(name) => match refs.status_id(name) {
+                Some(id) => Some((id, refs.status_name(id).unwrap_or(name).to_string())),
+                None => {
+                    let reason = format!("unknown status {name:?} in #S= (valid: {})", refs.status_names());
+                    self.reject(Failure::BadCommand, reason);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let local = i.snapshot.settings.time_zone.local(i.envelope.received_at);
+        let (start, end) = match time {
+            indicators::TimeSpec::Range { start, end } => (
+                Some(format!("{:02}:{:02}", start.0, start.1)),
+                Some(format!("{:02}:{:02}", end.0, end.1)),
+            ),
+            indicators::TimeSpec::Duration { .. } => (None, None),
+        };
+        let summary = found.rest.trim().to_string();
+        let summary = if i.mailbox.strip_quotes { quotes::strip_quoted(&summary).text } else { summary };
+        let content = self.content();
+        let entry = NewTimeEntry {
+            target: time_target,
+            resource_id: i.facts.resource.as_ref().map(|r| r.id).unwrap_or_default(),
+            role_id,
+            role: refs.role_name(role_id).unwrap_or("?").to_string(),
+            work_type_id: i.mailbox.work_type_id,
+            work_date: local.format("%Y-%m-%d").to_string(),
+            start,
+            end,
+            minutes: time.minutes(),
+            summary,
+            mailbox_id: i.mailbox.id,
+            set_status,
+            attachments: content.attachments,
+        };
+        self.trace(format!(
+            "→ time entry of {} min ({}) on {}{}",
+            entry.minutes,
+            entry.role,
+            target.number(),
+            entry.set_status.as_ref().map(|(_, n)| format!(", status {n}")).unwrap_or_default()
+        ));
+        self.finish(Action::AddTimeEntry(entry), None);
+    }
+
+    /// A new ticket (or, by duplicate handling, a note on a recent one).
+    fn new_ticket(&mut self, link: Option<(i64, &'static str)>) {
+        let i = self.i;
+        let m = i.mailbox;
+        let forwarded = self.apply_forward();
+        self.apply_named();
+
+        // Unknown senders: the mailbox's policy (a staff forward vouches for its sender).
+        let a = &self.plan.attribution;
+        if matches!(a.kind, SenderKind::Fallback | SenderKind::Unknown) && !forwarded {
+            if m.unknown_sender == UnknownSender::Reject {
+                let reason = format!(
+                    "sender {} is not a known contact or resource, and mailbox {} does not take mail from unknown senders",
+                    a.address.as_deref().unwrap_or("(no address)"),
+                    m.address
+                );
+                self.reject(Failure::UnknownSender, reason);
+                return;
+            }
+            if a.company.is_none() {
+                self.remarks.push(format!("sender is unknown and mailbox {} has no fallback company; the ticket has no company", m.address));
+            }
+        }
+
+        if !m.allowed.tickets {
+            let reason = format!("mailbox {} does not create tickets (and the message names no existing ticket)", m.address);
+            self.reject(Failure::NotAllowed, reason);
+            return;
+        }
+
+        // Duplicate handling.
+        let mut link = link;
+        if link.is_none() {
+            if let Some((dup, criterion)) = self.duplicate() {
+                let s = &i.snapshot.settings;
+                let action = match s.duplicate_action {
+                    DuplicateAction::Note if !m.allowed.ticket_notes => {
+                        self.trace("mailbox takes no ticket notes: the duplicate becomes a linked ticket");
+                        DuplicateAction::Link
+                    }
+                    other => other,
+                };
+                match action {
+                    DuplicateAction::Note => {
+                        self.trace(format!("duplicate of open ticket {} ({criterion}): appended as a note", dup.number));
+                        self.remarks.push(format!("duplicate of ticket {} ({criterion}); added as a note", dup.number));
+                        self.note(Target::Ticket(dup), false, None, None);
+                        return;
+                    }
+                    DuplicateAction::Discard => {
+                        let reason = format!("duplicate of ticket {} ({criterion}); discarded", dup.number);
+                        self.trace(reason.clone());
+                        self.finish(Action::Discard, Some(reason));
+                        return;
+                    }
+                    DuplicateAction::Link => {
+                        self.trace(format!("duplicate of ticket {} ({criterion}): new ticket linked to it", dup.number));
+                        self.remarks.push(format!("duplicate of ticket {} ({criterion}); linked", dup.number));
+                        link = Some((dup.id, "duplicate"));
+                    }
+                }
+            }
+        }
+
+        // A contact for an unknown sender, under the company found for them.
+        let a = self.plan.attribution.clone();
+        let mut contact = a.contact.as_ref().map(|c| ContactChoice::Existing(c.id));
+        // A staff address never becomes a customer contact, believed or not (the original
+        // sender of a staff forward is no staff address).
+        let staff_address = !forwarded && i.facts.resource.is_some();
+        if contact.is_none() && !staff_address && m.create_contacts {
+            if let (Some(company), Some(addr)) = (&a.company, &a.address) {
+                let name = if forwarded {
+                    i.analysis.forward.as_ref().and_then(|f| f.original.name.clone())
+                } else {
+                    i.inbound.author().and_then(|x| x.name.clone())
+                };
+                let nc = NewContact { company_id: company.id, email: addr.to_ascii_lowercase(), name: name.unwrap_or_default() };
+                self.trace(format!("unknown sender {addr} becomes a contact of {}", company.name));
+                self.remarks.push(format!("{addr} was added as a contact of {}", company.name));
+                self.plan.attribution.new_contact = Some(nc.clone());
+                contact = Some(ContactChoice::Create(nc));
+            }
+        }
+
+        // CC'd addresses as additional contacts.
+        let mut additional = Vec::new();
+        if m.cc_contacts {
+            let ticket_company = self.plan.attribution.company.as_ref().map(|c| c.id);
+            for (addr, c) in &i.facts.cc_contacts {
+                // Additional contacts see the ticket: only contacts of its own company.
+                if Some(c.company.id) != ticket_company {
+                    self.trace(format!("Cc {addr}: contact of {}, another company → not added", c.company.name));
+                    continue;
+                }
+                self.trace(format!("Cc {addr}: contact of {} → additional contact", c.company.name));
+                additional.push(ContactChoice::Existing(c.id));
+            }
+            if m.create_contacts {
+                if let Some(company) = self.plan.attribution.company.clone() {
+                    for addr in &i.keys.cc {
+                        if i.facts.cc_contacts.iter().any(|(x, _)| x == addr) || i.facts.cc_staff.iter().any(|x| x == addr) {
+                            continue;
+                        }
+                        // An unknown CC belongs to the company of its own domain, else to the
+                        // mailbox's fallback company; only a contact of the ticket's company is added.
+                        let own = i
+                            .facts
+                            .cc_domain_companies
+                            .iter()
+                            .find(|(x, _)| x == addr)
+                            .map(|(_, c)| c.clone())
+                            .or_else(|| m.fallback_company.clone());
+                        match own {
+                            Some(c) if c.id == company.id => {
+                                self.trace(format!("Cc {addr}: unknown → new contact of {}", company.name));
+                                additional.push(ContactChoice::Create(NewContact { company_id: company.id, email: addr.clone(), name: String::new() }));
+                            }
+                            Some(c) => self.trace(format!("Cc {addr}: belongs to {}, not the ticket's company → not added", c.name)),
+                            None => self.trace(format!("Cc {addr}: unknown, no company → not added")),
+                        }
+                    }
+                }
+            }
+        }
+
+        let r = i.rules;
+        let alert = i.analysis.alert.as_ref();
+        let refs = &i.snapshot.refs;
+        let mut queue_id = r.queue_id.unwrap_or(m.queue_id);
+        let mut priority_id = r.priority_id.unwrap_or(m.priority_id);
+        let mut issue_type_id = r.issue_type_id.or(m.issue_type_id);
+        let mut sub_issue_type_id = m.sub_issue_type_id;
+        // The issue type the message itself names (alert or rule) narrows a sub-issue lookup;
+        // the mailbox's default does not.
+        let mut named_issue_type = r.issue_type_id;
+        if let Some(al) = alert {
+            if let Some(q) = al.queue.as_deref().and_then(|q| find_id(&refs.queues, q)) {
+                queue_id = q;
+            }
+            if let Some(p) = al.priority.as_deref().and_then(|p| find_id(&refs.priorities, p)) {
+                priority_id = p;
+            }
+            if let Some(it) = al.issue.as_deref().and_then(|x| find_id(&refs.issue_types, x)) {
+                issue_type_id = Some(it);
+                named_issue_type = Some(it);
+            }
+            if let Some(name) = al.sub_issue.as_deref() {
+                let hit = refs
+                    .sub_issue_types
+                    .iter()
+                    .find(|(_, it, n)| n.eq_ignore_ascii_case(name.trim()) && named_issue_type.is_none_or(|x| x == *it));
+                match hit {
+                    Some((id, it, _)) => {
+                        sub_issue_type_id = Some(*id);
+                        issue_type_id = Some(*it);
+                    }
+                    None => self.remarks.push(format!("sub-issue {name:?} named by the alert does not exist")),
+                }
+            }
+        }
+        let status_id = r.status_id.unwrap_or(m.status_id);
+
+        let title = ticket_title(&i.inbound.subject, i.envelope.received_at, i.snapshot);
+        let description = match &i.analysis.forward {
+            Some(f) if forwarded => f.text.clone(),
+            _ => i.analysis.text.clone(),
+        };
+        let tags = ticket_tags(&title, &description, m, r, i.snapshot);
+        let content = self.content();
+        let a = &self.plan.attribution;
+        let ticket = NewTicket {
+            title,
+            description,
+            description_html: content.html.clone(),
+            status_id,
+            priority_id,
+            queue_id,
+            source_id: m.source_id,
+            issue_type_id,
+            sub_issue_type_id,
+            company_id: a.company.as_ref().map(|c| c.id),
+            contact,
+            mailbox_id: m.id,
+            tags,
+            attachments: content.attachments,
+            additional_contacts: additional,
+            link,
+            sender_address: a.address.as_deref().map(str::to_ascii_lowercase),
+            subject_key: i.keys.subject_key.clone(),
+            alert_id: i.keys.alert_id.clone(),
+            external_id: i.keys.external_id.clone(),
+        };
+        self.trace(format!(
+            "→ new ticket for {} in queue {}",
+            a.company.as_ref().map_or("no company", |c| c.name.as_str()),
+            refs.queues.iter().find(|(q, _)| *q == queue_id).map_or("?", |(_, n)| n.as_str())
+        ));
+        if let Some(remark) = self.unknown_number.take() {
+            self.remarks.insert(0, remark);
+        }
+        self.finish(Action::CreateTicket(ticket), None);
+    }
+
+    /// A recent open ticket this message duplicates, by the configured criteria.
+    fn duplicate(&mut self) -> Option<(TicketRef, &'static str)> {
+        let i = self.i;
+        let company = self.plan.attribution.company.as_ref().map(|c: &CompanyRef| c.id);
+        for d in &i.facts.duplicates {
+            // Alert and external ids count only within the same company.
+            if d.criterion != "sender_subject" && d.ticket.company.as_ref().map(|c| c.id) != company {
+                self.trace(format!("ticket {} has the same {} but another company: not a duplicate", d.ticket.number, d.criterion));
+                continue;
+            }
+            return Some((d.ticket.clone(), d.criterion));
+        }
+        None
+    }
 }
 
-/// The one active company whose web domain is the sender's domain; never for public domains.
-fn domain_company(keys: &LookupKeys, facts: &Facts) -> Option<crate::model::CompanyRef> {
-    keys.company_domain.as_deref()?;
-    match facts.domain_companies.as_slice() {
-        [one] => Some(one.clone()),
-        _ => None,
+fn target_number(t: &NoteTarget) -> &str {
+    match t {
+        NoteTarget::Ticket(t) => &t.number,
+        NoteTarget::Project(p) => &p.number,
+        NoteTarget::Task(t) => &t.number,
     }
 }
 
-/// Required tags of the mailbox first, then tags found in title and description, up to the limit.
+/// Required tags of the mailbox first, then tags of parsing rules, then tags found in title and
+/// description, up to the limit.
 fn ticket_tags(
     title: &str,
     description: &str,
     mailbox: &Mailbox,
+    rules: &RuleResult,
     snapshot: &Snapshot,
 ) -> Vec<(crate::model::TagRef, &'static str)> {
     let limit = snapshot.settings.max_tags;
     let mut tags: Vec<(crate::model::TagRef, &'static str)> = Vec::new();
-    for t in &mailbox.required_tags {
+    let push = |t: crate::model::TagRef, origin: &'static str, tags: &mut Vec<(crate::model::TagRef, &'static str)>| {
         if tags.len() < limit && !tags.iter().any(|(x, _)| x.id == t.id) {
-            tags.push((t.clone(), "mailbox"));
+            tags.push((t, origin));
+        }
+    };
+    for t in &mailbox.required_tags {
+        push(t.clone(), "mailbox", &mut tags);
+    }
+    for label in &rules.tags {
+        if let Some(t) = snapshot.tags.by_label(label) {
+            push(t, "rule", &mut tags);
         }
     }
     if tags.len() < limit {
         for t in snapshot.tags.find(&[title, description], limit) {
-            if tags.len() >= limit {
-                break;
-            }
-            if !tags.iter().any(|(x, _)| x.id == t.id) {
-                tags.push((t, "auto"));
-            }
+            push(t, "auto", &mut tags);
         }
     }
     tags
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Address, CompanyRef, ContactRef, Prior, ResourceRef, TagRef, Visibility};
-    use crate::pipeline::ConfRows;
-    use crate::pipeline::tags::TagDef;
-    use chrono::TimeZone;
-
-    fn company(id: i64, name: &str) -> CompanyRef {
-        CompanyRef { id, name: name.into() }
-    }
-
-    fn mailbox(unknown: UnknownSender, fallback: Option<CompanyRef>) -> Mailbox {
-        Mailbox {
-            id: 7,
-            address: "support@msp.example".into(),
-            name: "Support".into(),
-            queue_id: 1,
-            priority_id: 3,
-            status_id: 1,
-            source_id: 1,
-            issue_type_id: None,
-            sub_issue_type_id: None,
-            note_visibility: Visibility::All,
-            fallback_company: fallback,
-            unknown_sender: unknown,
-            required_tags: vec![TagRef { id: 50, label: "Mailbox Tag".into() }],
-            after_conversion: crate::model::AfterConversion::Deliver,
-        }
-    }
-
-    fn snapshot() -> Snapshot {
-        let tag = |id, label: &str, aliases: &[&str]| TagDef {
-            tag: TagRef { id, label: label.into() },
-            active: true,
-            aliases: aliases.iter().map(|s| s.to_string()).collect(),
-        };
-        Snapshot::build(ConfRows {
-            tags: vec![tag(1, "Printer", &["drucker"]), tag(2, "CTI", &[]), tag(50, "Mailbox Tag", &[])],
-            public_domains: vec!["gmail.com".into()],
-            settings: vec![("time_zone".into(), "UTC".into())],
-            ..ConfRows::default()
-        })
-    }
-
-    fn inbound(from: &str, subject: &str, body: &str) -> Inbound {
-        Inbound {
-            subject: subject.into(),
-            from: Some(Address { name: None, email: from.into() }),
-            text: body.into(),
-            message_id: Some("m1@x".into()),
-            content_hash: "00".into(),
-            ..Inbound::default()
-        }
-    }
-
-    fn env() -> Envelope {
-        let mut e = Envelope::new(["support@msp.example"]);
-        e.received_at = Utc.with_ymd_and_hms(2026, 11, 27, 8, 5, 0).unwrap();
-        e
-    }
-
-    fn ticket(id: i64, number: &str, company: Option<CompanyRef>) -> TicketRef {
-        TicketRef { id, number: number.into(), title: "old".into(), company, mailbox_id: Some(7), complete: false }
-    }
-
-    fn run(inb: &Inbound, mb: &Mailbox, facts: &Facts) -> Plan {
-        let snap = snapshot();
-        let e = env();
-        let k = keys(inb, &e, &snap);
-        decide(inb, &e, "support@msp.example", mb, &k, facts, &snap)
-    }
-
-    fn contact() -> ContactRef {
-        ContactRef { id: 3, name: "Alice".into(), company: company(1, "Example Corp") }
-    }
-
-    #[test]
-    fn resource_wins_over_contact_and_domain() {
-        let facts = Facts {
-            resource: Some(ResourceRef { id: 9, name: "Tina".into() }),
-            contact: Some(contact()),
-            domain_companies: vec![company(1, "Example Corp")],
-            ..Facts::default()
-        };
-        let p = run(&inbound("tina@msp.example", "x", ""), &mailbox(UnknownSender::Reject, None), &facts);
-        assert_eq!(p.attribution.kind, SenderKind::Resource);
-        assert!(matches!(p.action, Action::CreateTicket(_)));
-    }
-
-    #[test]
-    fn contact_wins_over_domain_and_sets_company() {
-        let facts = Facts {
-            contact: Some(contact()),
-            domain_companies: vec![company(2, "Other")],
-            ..Facts::default()
-        };
-        let p = run(&inbound("alice@example.com", "x", ""), &mailbox(UnknownSender::Reject, None), &facts);
-        assert_eq!(p.attribution.kind, SenderKind::Contact);
-        let Action::CreateTicket(t) = p.action else { panic!() };
-        assert_eq!((t.company_id, t.contact_id), (Some(1), Some(3)));
-    }
-
-    #[test]
-    fn number_in_subject_attaches_unknown_sender_before_domain_and_policy() {
-        let facts = Facts {
-            numbered: vec![("T20261120.0001".into(), Some(ticket(5, "T20261120.0001", Some(company(1, "Example Corp")))))],
-            domain_companies: vec![company(2, "Other")],
-            ..Facts::default()
-        };
-        let p = run(&inbound("stranger@other.example", "Re: T20261120.0001", "thanks"), &mailbox(UnknownSender::Reject, None), &facts);
-        assert_eq!(p.attribution.kind, SenderKind::Unknown);
-        assert_eq!(p.attribution.company, Some(company(1, "Example Corp")));
-        let Action::AddTicketNote(n) = p.action else { panic!("{:?}", p.action) };
-        assert_eq!((n.ticket.id, n.title.as_str(), n.body.as_str()), (5, "Re: T20261120.0001", "thanks"));
-        assert_eq!(n.visibility, Visibility::All);
-    }
-
-    #[test]
-    fn domain_of_exactly_one_company() {
-        let mb = mailbox(UnknownSender::Fallback, Some(company(9, "Fallback")));
-        let one = Facts { domain_companies: vec![company(2, "Acme")], ..Facts::default() };
-        let p = run(&inbound("new@acme.example", "x", ""), &mb, &one);
-        assert_eq!((p.attribution.kind, p.attribution.company.clone()), (SenderKind::CompanyDomain, Some(company(2, "Acme"))));
-        let two = Facts { domain_companies: vec![company(2, "A"), company(3, "B")], ..Facts::default() };
-        let p = run(&inbound("new@twins.example", "x", ""), &mb, &two);
-        assert_eq!((p.attribution.kind, p.attribution.company), (SenderKind::Fallback, Some(company(9, "Fallback"))));
-    }
-
-    #[test]
-    fn public_domains_never_name_a_company() {
-        let snap = snapshot();
-        let k = keys(&inbound("someone@GMAIL.com", "x", ""), &env(), &snap);
-        assert_eq!(k.sender_domain.as_deref(), Some("gmail.com"));
-        assert_eq!(k.company_domain, None);
-        // Even if a lookup had found one, the decision does not use it without a company domain.
-        let facts = Facts { domain_companies: vec![company(2, "Gmail Users")], ..Facts::default() };
-        let mb = mailbox(UnknownSender::Fallback, Some(company(9, "Fallback")));
-        let p = decide(&inbound("someone@gmail.com", "x", ""), &env(), "support@msp.example", &mb, &k, &facts, &snap);
-        assert_eq!(p.attribution.kind, SenderKind::Fallback);
-    }
-
-    #[test]
-    fn unknown_sender_policy_reject_gives_a_reason() {
-        let p = run(&inbound("x@nowhere.example", "x", ""), &mailbox(UnknownSender::Reject, Some(company(9, "F"))), &Facts::default());
-        assert!(matches!(p.action, Action::Reject));
-        let r = p.reason.unwrap();
-        assert!(r.contains("x@nowhere.example") && r.contains("support@msp.example"), "{r}");
-    }
-
-    #[test]
-    fn fallback_without_company_still_makes_a_ticket_and_says_so() {
-        let p = run(&inbound("x@nowhere.example", "x", ""), &mailbox(UnknownSender::Fallback, None), &Facts::default());
-        let Action::CreateTicket(t) = &p.action else { panic!() };
-        assert_eq!(t.company_id, None);
-        assert!(p.reason.unwrap().contains("no fallback company"));
-    }
-
-    #[test]
-    fn threading_by_references_when_no_number() {
-        let facts = Facts {
-            contact: Some(contact()),
-            referenced: Some(("orig@x".into(), ticket(4, "T20261120.0004", None))),
-            ..Facts::default()
-        };
-        let p = run(&inbound("alice@example.com", "Re: my printer", "more"), &mailbox(UnknownSender::Reject, None), &facts);
-        let Action::AddTicketNote(n) = p.action else { panic!() };
-        assert_eq!(n.ticket.number, "T20261120.0004");
-        assert_eq!(n.author_contact_id, Some(3));
-    }
-
-    #[test]
-    fn number_wins_over_references() {
-        let facts = Facts {
-            numbered: vec![("T20261120.0001".into(), Some(ticket(1, "T20261120.0001", None)))],
-            referenced: Some(("orig@x".into(), ticket(4, "T20261120.0004", None))),
-            ..Facts::default()
-        };
-        let p = run(&inbound("a@b.example", "Re: T20261120.0001", ""), &mailbox(UnknownSender::Fallback, None), &facts);
-        let Action::AddTicketNote(n) = p.action else { panic!() };
-        assert_eq!(n.ticket.id, 1);
-    }
-
-    #[test]
-    fn unknown_number_makes_a_new_ticket_with_a_reason() {
-        let facts = Facts {
-            contact: Some(contact()),
-            numbered: vec![("T20261120.0099".into(), None)],
-            ..Facts::default()
-        };
-        let p = run(&inbound("alice@example.com", "Re: T20261120.0099", ""), &mailbox(UnknownSender::Reject, None), &facts);
-        assert!(matches!(p.action, Action::CreateTicket(_)));
-        assert!(p.reason.unwrap().contains("T20261120.0099 in the subject matches no ticket"));
-    }
-
-    #[test]
-    fn duplicates_write_nothing_and_name_the_first() {
-        let prior = Prior { outcome: "created".into(), object: None, reason: None, received_at: env().received_at.naive_utc() };
-        let facts = Facts { prior: Some(prior), contact: Some(contact()), ..Facts::default() };
-        let p = run(&inbound("alice@example.com", "x", ""), &mailbox(UnknownSender::Reject, None), &facts);
-        assert!(matches!(p.action, Action::Duplicate(_)));
-        assert!(p.reason.unwrap().contains("already processed"));
-    }
-
-    #[test]
-    fn private_mail_is_ignored() {
-        let mut inb = inbound("alice@example.com", "salary", "secret");
-        inb.headers.push(("sensitivity".into(), " private ".into()));
-        let p = run(&inb, &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
-        assert!(matches!(p.action, Action::Ignore));
-        assert_eq!(p.attribution.kind, SenderKind::Contact, "the outcome still says who sent it");
-        assert!(p.reason.unwrap().contains("Sensitivity: Private"));
-        // Private mail from an unknown sender to a rejecting mailbox is accepted, not bounced.
-        let mut inb = inbound("x@nowhere.example", "salary", "secret");
-        inb.headers.push(("sensitivity".into(), "Private".into()));
-        let p = run(&inb, &mailbox(UnknownSender::Reject, None), &Facts::default());
-        assert!(matches!(p.action, Action::Ignore));
-        let mut inb = inbound("alice@example.com", "x", "");
-        inb.headers.push(("sensitivity".into(), "Company-Confidential".into()));
-        let p = run(&inb, &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
-        assert!(matches!(p.action, Action::CreateTicket(_)));
-    }
-
-    #[test]
-    fn long_subjects_are_cut_to_255_characters() {
-        let long = "ü".repeat(300);
-        let p = run(&inbound("alice@example.com", &long, ""), &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
-        let Action::CreateTicket(t) = p.action else { panic!() };
-        assert_eq!(t.title.chars().count(), 255);
-        assert!(t.title.ends_with('…'));
-    }
-
-    #[test]
-    fn empty_subject_gets_a_dated_title() {
-        let p = run(&inbound("alice@example.com", "   ", ""), &mailbox(UnknownSender::Fallback, None), &Facts { contact: Some(contact()), ..Facts::default() });
-        let Action::CreateTicket(t) = p.action else { panic!() };
-        assert_eq!(t.title, "New Ticket - 2026-11-27 08:05");
-    }
-
-    #[test]
-    fn tags_required_first_then_found_whole_words() {
-        let p = run(
-            &inbound("alice@example.com", "Drucker kaputt", "Please take action: the printer is down"),
-            &mailbox(UnknownSender::Fallback, None),
-            &Facts { contact: Some(contact()), ..Facts::default() },
-        );
-        let Action::CreateTicket(t) = p.action else { panic!() };
-        let tags: Vec<(&str, &str)> = t.tags.iter().map(|(t, o)| (t.label.as_str(), *o)).collect();
-        assert_eq!(tags, vec![("Mailbox Tag", "mailbox"), ("Printer", "auto")]);
-    }
-
-    #[test]
-    fn sender_falls_back_to_the_envelope() {
-        let mut inb = inbound("x@y", "s", "");
-        inb.from = None;
-        let mut e = env();
-        e.sender = "bounce@list.example".into();
-        let k = keys(&inb, &e, &snapshot());
-        assert_eq!(k.sender.as_deref(), Some("bounce@list.example"));
-    }
-
-    #[test]
-    fn references_are_looked_up_newest_first_after_in_reply_to() {
-        let mut inb = inbound("a@b.example", "s", "");
-        inb.in_reply_to = vec!["c@x".into()];
-        inb.references = vec!["a@x".into(), "b@x".into(), "c@x".into()];
-        let k = keys(&inb, &env(), &snapshot());
-        assert_eq!(k.referenced_ids, vec!["c@x", "b@x", "a@x"]);
-    }
-}
+#[path = "decide_tests.rs"]
+mod tests;

@@ -4,7 +4,9 @@
 use chrono::{DateTime, FixedOffset, Local, Offset, Utc};
 use std::collections::{HashMap, HashSet};
 
+use super::rules::{CompiledRules, RuleDef};
 use super::tags::{TagDef, TagMatcher};
+use super::trust::{Network, TrustPolicy};
 use crate::model::Mailbox;
 
 /// Where local dates (ticket numbers, default titles) are taken.
@@ -47,32 +49,106 @@ impl TimeZone {
     }
 }
 
+/// What happens to a new message that duplicates a recent ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateAction {
+    /// Append it as a note to the existing ticket.
+    Note,
+    /// Accept it and drop it.
+    Discard,
+    /// Create the ticket anyway and link it to the existing one.
+    Link,
+}
+
+/// What happens to messages over the loop limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopAction {
+    /// Accept and keep them unconverted (`messages reprocess` can convert them later).
+    Ignore,
+    /// Refuse them (5xx).
+    Reject,
+    /// Accept and drop them.
+    Discard,
+}
+
+/// What happens when a sender of another company writes to a ticket by number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrossCompany {
+    /// Add the note, marked "unverified sender", visible to staff only.
+    UnverifiedNote,
+    /// Make a new ticket instead.
+    NewTicket,
+    /// Refuse the message.
+    Reject,
+}
+
 /// Settings from the `settings` table, typed. Every key has a default.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `keep_raw_messages`: store each processed message as received (default true).
     pub keep_raw_messages: bool,
+    /// `raw_retention_days`: days raw messages are kept (0: forever).
+    pub raw_retention_days: u32,
     /// `max_tags`: most tags a ticket gets from mailbox and text together (default 30).
     pub max_tags: usize,
     /// `time_zone`: `local`, `UTC` or `±HH:MM`; dates of ticket numbers and titles (default local).
     pub time_zone: TimeZone,
+    /// `duplicate_criteria`: which recent tickets a new message duplicates.
+    pub duplicate_sender_subject: bool,
+    pub duplicate_alert_id: bool,
+    pub duplicate_external_id: bool,
+    /// `duplicate_window_minutes`: how far back "same sender and subject" looks.
+    pub duplicate_window_minutes: u32,
+    pub duplicate_action: DuplicateAction,
+    /// `loop_max` messages per sender and subject in `loop_window_minutes` (0: no limit).
+    pub loop_max: u32,
+    pub loop_window_minutes: u32,
+    pub loop_action: LoopAction,
+    /// Whom commands in the first line are trusted from.
+    pub trust: TrustPolicy,
+    pub cross_company: CrossCompany,
+    /// `forward_marker`: first-line marker with which staff forward a customer's mail ("" off).
+    pub forward_marker: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             keep_raw_messages: true,
+            raw_retention_days: 90,
             max_tags: 30,
             time_zone: TimeZone::Local,
+            duplicate_sender_subject: true,
+            duplicate_alert_id: true,
+            duplicate_external_id: true,
+            duplicate_window_minutes: 60,
+            duplicate_action: DuplicateAction::Note,
+            loop_max: 2,
+            loop_window_minutes: 5,
+            loop_action: LoopAction::Ignore,
+            trust: TrustPolicy { authserv_ids: Vec::new(), networks: Vec::new() },
+            cross_company: CrossCompany::UnverifiedNote,
+            forward_marker: "#fwd".to_string(),
         }
     }
 }
 
-/// Every setting key with its meaning and default, for `check` and the docs.
+/// Every setting key with its default and meaning, for `check`, `setting list` and the docs.
 pub const SETTING_KEYS: &[(&str, &str, &str)] = &[
     ("keep_raw_messages", "true", "store each processed message as received (true/false)"),
+    ("raw_retention_days", "90", "days a stored raw message is kept; 0 keeps them forever"),
     ("max_tags", "30", "most tags per ticket, required and automatic together (0-1000)"),
-    ("time_zone", "local", "zone of ticket-number dates and default titles: local, UTC or +HH:MM"),
+    ("time_zone", "local", "zone of number dates, default titles and time entries: local, UTC or +HH:MM"),
+    ("duplicate_criteria", "sender_subject,alert_id,external_id", "what makes a new message a duplicate of a recent open ticket (same Message-ID always does)"),
+    ("duplicate_window_minutes", "60", "how far back 'same sender and normalised subject' looks"),
+    ("duplicate_action", "note", "for a duplicate: note (append to the ticket), discard, or link (new ticket linked to it)"),
+    ("loop_max", "2", "most messages per sender and normalised subject within loop_window_minutes; 0 is no limit"),
+    ("loop_window_minutes", "5", "the loop guard's window"),
+    ("loop_action", "ignore", "over the loop limit: ignore (accept, keep unconverted), reject, or discard"),
+    ("trusted_authserv_ids", "", "comma-separated authserv-ids whose Authentication-Results are believed (your MX)"),
+    ("trusted_networks", "", "comma-separated networks (CIDR) whose clients are trusted for commands by mail"),
+    ("cross_company", "unverified_note", "a ticket number from an outsider: unverified_note, new_ticket, or reject"),
+    ("forward_marker", "#fwd", "first-line marker with which staff forward a customer's mail; empty turns it off"),
 ];
 
 impl Settings {
@@ -96,6 +172,66 @@ impl Settings {
                     Some(tz) => s.time_zone = tz,
                     None => problems.push(bad("expected local, UTC or an offset such as +01:00")),
                 },
+                "raw_retention_days" => match v.parse::<u32>() {
+                    Ok(n) => s.raw_retention_days = n,
+                    Err(_) => problems.push(bad("expected a whole number of days")),
+                },
+                "duplicate_criteria" => {
+                    let (mut a, mut b, mut c) = (false, false, false);
+                    for item in v.split(',').map(|x| x.trim().to_ascii_lowercase()).filter(|x| !x.is_empty()) {
+                        match item.as_str() {
+                            "sender_subject" => a = true,
+                            "alert_id" => b = true,
+                            "external_id" => c = true,
+                            "message_id" | "none" => {}
+                            other => problems.push(bad(&format!("unknown criterion {other:?} (known: sender_subject, alert_id, external_id, none)"))),
+                        }
+                    }
+                    (s.duplicate_sender_subject, s.duplicate_alert_id, s.duplicate_external_id) = (a, b, c);
+                }
+                "duplicate_window_minutes" => match v.parse::<u32>() {
+                    Ok(n) => s.duplicate_window_minutes = n,
+                    Err(_) => problems.push(bad("expected a whole number of minutes")),
+                },
+                "duplicate_action" => match v.to_ascii_lowercase().as_str() {
+                    "note" => s.duplicate_action = DuplicateAction::Note,
+                    "discard" => s.duplicate_action = DuplicateAction::Discard,
+                    "link" => s.duplicate_action = DuplicateAction::Link,
+                    _ => problems.push(bad("expected note, discard or link")),
+                },
+                "loop_max" => match v.parse::<u32>() {
+                    Ok(n) => s.loop_max = n,
+                    Err(_) => problems.push(bad("expected a whole number (0: no limit)")),
+                },
+                "loop_window_minutes" => match v.parse::<u32>() {
+                    Ok(n) if n > 0 => s.loop_window_minutes = n,
+                    _ => problems.push(bad("expected a whole number of minutes, at least 1")),
+                },
+                "loop_action" => match v.to_ascii_lowercase().as_str() {
+                    "ignore" => s.loop_action = LoopAction::Ignore,
+                    "reject" => s.loop_action = LoopAction::Reject,
+                    "discard" => s.loop_action = LoopAction::Discard,
+                    _ => problems.push(bad("expected ignore, reject or discard")),
+                },
+                "trusted_authserv_ids" => {
+                    s.trust.authserv_ids = v.split(',').map(|x| x.trim().to_ascii_lowercase()).filter(|x| !x.is_empty()).collect();
+                }
+                "trusted_networks" => {
+                    s.trust.networks.clear();
+                    for item in v.split(',').map(str::trim).filter(|x| !x.is_empty()) {
+                        match Network::parse(item) {
+                            Ok(n) => s.trust.networks.push(n),
+                            Err(e) => problems.push(bad(&e)),
+                        }
+                    }
+                }
+                "cross_company" => match v.to_ascii_lowercase().as_str() {
+                    "unverified_note" => s.cross_company = CrossCompany::UnverifiedNote,
+                    "new_ticket" => s.cross_company = CrossCompany::NewTicket,
+                    "reject" => s.cross_company = CrossCompany::Reject,
+                    _ => problems.push(bad("expected unverified_note, new_ticket or reject")),
+                },
+                "forward_marker" => s.forward_marker = v.to_string(),
                 _ => problems.push(format!(
                     "unknown setting {key:?} (known: {})",
                     SETTING_KEYS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
@@ -114,6 +250,56 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// Names of reference rows that rules, alerts and commands refer to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RefData {
+    pub queues: Vec<(i64, String)>,
+    pub priorities: Vec<(i64, String)>,
+    /// (id, name, is_complete)
+    pub statuses: Vec<(i64, String, bool)>,
+    pub issue_types: Vec<(i64, String)>,
+    /// (id, issue type id, name)
+    pub sub_issue_types: Vec<(i64, i64, String)>,
+    pub roles: Vec<(i64, String)>,
+    pub work_types: Vec<(i64, String)>,
+}
+
+/// Find an id by name (case-insensitive).
+pub fn find_id(rows: &[(i64, String)], name: &str) -> Option<i64> {
+    rows.iter().find(|(_, n)| n.eq_ignore_ascii_case(name.trim())).map(|(id, _)| *id)
+}
+
+/// The names, for messages that list the valid ones.
+pub fn names(rows: &[(i64, String)]) -> String {
+    rows.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+impl RefData {
+    pub fn status_id(&self, name: &str) -> Option<i64> {
+        self.statuses.iter().find(|(_, n, _)| n.eq_ignore_ascii_case(name.trim())).map(|(id, _, _)| *id)
+    }
+    pub fn status_names(&self) -> String {
+        self.statuses.iter().map(|(_, n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+    }
+    pub fn status_name(&self, id: i64) -> Option<&str> {
+        self.statuses.iter().find(|(i, _, _)| *i == id).map(|(_, n, _)| n.as_str())
+    }
+    pub fn role_name(&self, id: i64) -> Option<&str> {
+        self.roles.iter().find(|(i, _)| *i == id).map(|(_, n)| n.as_str())
+    }
+}
+
+/// A sender whose mail is not converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exclusion {
+    /// `user@example.com` or `@example.com`, lower case.
+    pub pattern: String,
+    /// Only for this mailbox (None: all).
+    pub mailbox_id: Option<i64>,
+    /// `reject`, `discard` or `ignore`.
+    pub action: String,
+}
+
 /// Everything the SQL configuration says, as loaded by the store.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConfRows {
@@ -121,6 +307,9 @@ pub struct ConfRows {
     pub tags: Vec<TagDef>,
     pub public_domains: Vec<String>,
     pub settings: Vec<(String, String)>,
+    pub refs: RefData,
+    pub exclusions: Vec<Exclusion>,
+    pub rules: Vec<RuleDef>,
     /// Problems the store found while resolving rows (e.g. a bad enum value in a mailbox).
     pub problems: Vec<String>,
 }
@@ -130,6 +319,9 @@ pub struct ConfRows {
 pub struct Snapshot {
     mailboxes: HashMap<String, Mailbox>,
     pub tags: TagMatcher,
+    pub refs: RefData,
+    pub exclusions: Vec<Exclusion>,
+    pub rules: CompiledRules,
     public_domains: HashSet<String>,
     pub settings: Settings,
     /// What was wrong in the rows (the snapshot works around it; `check` reports it).
@@ -143,6 +335,16 @@ impl Snapshot {
         let source = rows.clone();
         let (settings, mut problems) = Settings::from_rows(&rows.settings);
         problems.extend(rows.problems);
+        let (rules, rule_problems) = CompiledRules::compile(&rows.rules, &rows.refs);
+        problems.extend(rule_problems);
+        for x in &rows.exclusions {
+            if !matches!(x.action.as_str(), "reject" | "discard" | "ignore") {
+                problems.push(format!("excluded sender {:?}: action {:?} is not reject, discard or ignore; ignoring the mail", x.pattern, x.action));
+            }
+            if !x.pattern.contains('@') {
+                problems.push(format!("excluded sender {:?}: write an address (user@example.com) or a domain (@example.com)", x.pattern));
+            }
+        }
         let mut mailboxes = HashMap::new();
         for mb in rows.mailboxes {
             let key = mb.address.trim().to_ascii_lowercase();
@@ -154,6 +356,9 @@ impl Snapshot {
         Snapshot {
             mailboxes,
             tags: TagMatcher::new(&rows.tags),
+            refs: rows.refs,
+            exclusions: rows.exclusions,
+            rules,
             public_domains: rows.public_domains.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
             settings,
             problems,
@@ -181,6 +386,18 @@ impl Snapshot {
 
     pub fn is_public_domain(&self, domain: &str) -> bool {
         self.public_domains.contains(&domain.to_ascii_lowercase())
+    }
+
+    /// The exclusion that applies to a sender for a mailbox (mailbox-specific ones first).
+    pub fn exclusion_for(&self, sender: &str, mailbox_id: i64) -> Option<&Exclusion> {
+        let sender = sender.trim().to_ascii_lowercase();
+        let domain = sender.rsplit_once('@').map(|(_, d)| format!("@{d}"));
+        let hit = |x: &&Exclusion| x.pattern == sender || domain.as_deref() == Some(x.pattern.as_str());
+        self.exclusions
+            .iter()
+            .filter(|x| x.mailbox_id == Some(mailbox_id))
+            .find(hit)
+            .or_else(|| self.exclusions.iter().filter(|x| x.mailbox_id.is_none()).find(hit))
     }
 }
 

@@ -98,6 +98,12 @@ impl TagMatcher {
         }
     }
 
+    /// The active tag with this label (case-folded).
+    pub fn by_label(&self, label: &str) -> Option<TagRef> {
+        let f = fold(label.trim());
+        self.tags.iter().find(|t| fold(&t.label) == f).cloned()
+    }
+
     /// Number of active tags known to the matcher.
     pub fn len(&self) -> usize {
         self.tags.len()

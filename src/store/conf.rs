@@ -6,7 +6,9 @@ use diesel::prelude::*;
 use super::AnyConnection;
 use super::schema::*;
 use crate::error::{Error, Result};
-use crate::model::{AfterConversion, CompanyRef, Mailbox, TagRef, UnknownSender, Visibility};
+use crate::model::{AfterConversion, Allowed, CcOnly, CompanyRef, CompletedTicket, Mailbox, TagRef, UnknownSender, Visibility};
+use crate::pipeline::rules::RuleDef;
+use crate::pipeline::snapshot::{Exclusion, RefData};
 use crate::pipeline::ConfRows;
 use crate::pipeline::tags::TagDef;
 
@@ -17,6 +19,8 @@ pub struct Defaults {
     pub priority_id: i64,
     pub status_id: i64,
     pub source_id: i64,
+    pub role_id: i64,
+    pub work_type_id: i64,
 }
 
 fn pick_default(rows: Vec<(i64, bool)>, what: &str) -> Result<i64> {
@@ -50,11 +54,23 @@ pub fn defaults(conn: &mut AnyConnection) -> Result<Defaults> {
         .order(sources::id)
         .select((sources::id, sources::is_default))
         .load(conn)?;
+    let roles_rows = roles::table
+        .filter(roles::active.eq(true))
+        .order(roles::id)
+        .select((roles::id, roles::is_default))
+        .load(conn)?;
+    let wt = work_types::table
+        .filter(work_types::active.eq(true))
+        .order(work_types::id)
+        .select((work_types::id, work_types::is_default))
+        .load(conn)?;
     Ok(Defaults {
         queue_id: pick_default(q, "queue")?,
         priority_id: pick_default(p, "priority")?,
         status_id: pick_default(s, "open (not complete) status")?,
         source_id: pick_default(src, "ticket source")?,
+        role_id: pick_default(roles_rows, "role")?,
+        work_type_id: pick_default(wt, "work type")?,
     })
 }
 
@@ -127,6 +143,44 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
     let companies: Vec<(i64, String, bool)> = companies::table
         .select((companies::id, companies::name, companies::active))
         .load(conn)?;
+    type Handling = (
+        i64,
+        (bool, bool, bool, bool, bool, bool),
+        Option<i64>,
+        Option<i64>,
+        bool,
+        bool,
+        bool,
+        String,
+        String,
+        Option<i64>,
+        (i64, i64, i64),
+        bool,
+    );
+    let handling: Vec<Handling> = mailboxes::table
+        .filter(mailboxes::active.eq(true))
+        .select((
+            mailboxes::id,
+            (
+                mailboxes::allow_tickets,
+                mailboxes::allow_ticket_notes,
+                mailboxes::allow_ticket_time,
+                mailboxes::allow_project_notes,
+                mailboxes::allow_task_notes,
+                mailboxes::allow_task_time,
+            ),
+            mailboxes::role_id,
+            mailboxes::work_type_id,
+            mailboxes::create_contacts,
+            mailboxes::cc_contacts,
+            mailboxes::only_when_to,
+            mailboxes::cc_only,
+            mailboxes::completed_ticket,
+            mailboxes::reopen_status_id,
+            (mailboxes::max_attachment_bytes, mailboxes::max_attachments_bytes, mailboxes::inline_image_bytes),
+            mailboxes::strip_quotes,
+        ))
+        .load(conn)?;
 
     for (id, address, name, q, p, s, src, it, sit, vis, fallback, unknown, after) in mb_rows {
         let after_conversion = AfterConversion::parse(&after).unwrap_or_else(|| {
@@ -172,7 +226,49 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
                 label: label.clone(),
             })
             .collect();
+        let Some((_, allow, role, work_type, create_contacts, cc_contacts, only_when_to, cc_only, completed, reopen, sizes, strip_quotes)) =
+            handling.iter().find(|h| h.0 == id).cloned()
+        else {
+            continue;
+        };
+        let cc_only = CcOnly::parse(&cc_only).unwrap_or_else(|| {
+            rows.problems.push(format!("mailbox {address}: cc_only {cc_only:?} is not note or ignore; using note"));
+            CcOnly::Note
+        });
+        let completed_ticket = CompletedTicket::parse(&completed).unwrap_or_else(|| {
+            rows.problems.push(format!("mailbox {address}: completed_ticket {completed:?} is not reopen, note or new; using reopen"));
+            CompletedTicket::Reopen
+        });
+        let size = |v: i64, what: &str, problems: &mut Vec<String>| -> u64 {
+            if v < 0 {
+                problems.push(format!("mailbox {address}: {what} is negative; using 0"));
+            }
+            v.max(0) as u64
+        };
+        let max_attachment_bytes = size(sizes.0, "max_attachment_bytes", &mut rows.problems);
+        let max_attachments_bytes = size(sizes.1, "max_attachments_bytes", &mut rows.problems);
+        let inline_image_bytes = size(sizes.2, "inline_image_bytes", &mut rows.problems);
         rows.mailboxes.push(Mailbox {
+            allowed: Allowed {
+                tickets: allow.0,
+                ticket_notes: allow.1,
+                ticket_time: allow.2,
+                project_notes: allow.3,
+                task_notes: allow.4,
+                task_time: allow.5,
+            },
+            role_id: role.unwrap_or(defaults.role_id),
+            work_type_id: work_type.unwrap_or(defaults.work_type_id),
+            create_contacts,
+            cc_contacts,
+            only_when_to,
+            cc_only,
+            completed_ticket,
+            reopen_status_id: reopen.unwrap_or(defaults.status_id),
+            max_attachment_bytes,
+            max_attachments_bytes,
+            inline_image_bytes,
+            strip_quotes,
             id,
             address,
             name,
@@ -197,7 +293,75 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
         .order(settings::key)
         .select((settings::key, settings::value))
         .load(conn)?;
+    rows.refs = ref_data(conn)?;
+    rows.exclusions = excluded_senders::table
+        .order(excluded_senders::id)
+        .select((excluded_senders::pattern, excluded_senders::mailbox_id, excluded_senders::action))
+        .load::<(String, Option<i64>, String)>(conn)?
+        .into_iter()
+        .map(|(pattern, mailbox_id, action)| Exclusion {
+            pattern: pattern.trim().to_ascii_lowercase(),
+            mailbox_id,
+            action: action.trim().to_ascii_lowercase(),
+        })
+        .collect();
+    type RuleRow = (i64, Option<i64>, String, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, bool, bool);
+    rows.rules = parsing_rules::table
+        .filter(parsing_rules::active.eq(true))
+        .order((parsing_rules::position, parsing_rules::id))
+        .select((
+            parsing_rules::id,
+            parsing_rules::mailbox_id,
+            parsing_rules::field,
+            parsing_rules::pattern,
+            parsing_rules::set_queue,
+            parsing_rules::set_priority,
+            parsing_rules::set_status,
+            parsing_rules::set_issue_type,
+            parsing_rules::set_company,
+            parsing_rules::add_tag,
+            parsing_rules::ignore_message,
+            parsing_rules::stop,
+        ))
+        .load::<RuleRow>(conn)?
+        .into_iter()
+        .map(|(id, mailbox_id, field, pattern, q, p, s, it, c, t, ignore, stop)| RuleDef {
+            id,
+            mailbox_id,
+            field,
+            pattern,
+            set_queue: q,
+            set_priority: p,
+            set_status: s,
+            set_issue_type: it,
+            set_company: c,
+            add_tag: t,
+            ignore,
+            stop,
+        })
+        .collect();
     Ok(rows)
+}
+
+/// The names of active reference rows.
+pub fn ref_data(conn: &mut AnyConnection) -> Result<RefData> {
+    Ok(RefData {
+        queues: ref_names(conn, RefTable::Queue)?,
+        priorities: ref_names(conn, RefTable::Priority)?,
+        statuses: statuses::table
+            .filter(statuses::active.eq(true))
+            .order(statuses::id)
+            .select((statuses::id, statuses::name, statuses::is_complete))
+            .load(conn)?,
+        issue_types: ref_names(conn, RefTable::IssueType)?,
+        sub_issue_types: sub_issue_types::table
+            .filter(sub_issue_types::active.eq(true))
+            .order(sub_issue_types::id)
+            .select((sub_issue_types::id, sub_issue_types::issue_type_id, sub_issue_types::name))
+            .load(conn)?,
+        roles: ref_names(conn, RefTable::Role)?,
+        work_types: ref_names(conn, RefTable::WorkType)?,
+    })
 }
 
 /// Set a setting (insert or replace).
@@ -221,6 +385,8 @@ pub enum RefTable {
     Status,
     Source,
     IssueType,
+    Role,
+    WorkType,
 }
 
 impl RefTable {
@@ -231,6 +397,8 @@ impl RefTable {
             RefTable::Status => "status",
             RefTable::Source => "source",
             RefTable::IssueType => "issue type",
+            RefTable::Role => "role",
+            RefTable::WorkType => "work type",
         }
     }
 }
@@ -262,6 +430,16 @@ pub fn ref_names(conn: &mut AnyConnection, table: RefTable) -> Result<Vec<(i64, 
             .filter(issue_types::active.eq(true))
             .order(issue_types::id)
             .select((issue_types::id, issue_types::name))
+            .load(conn)?,
+        RefTable::Role => roles::table
+            .filter(roles::active.eq(true))
+            .order(roles::id)
+            .select((roles::id, roles::name))
+            .load(conn)?,
+        RefTable::WorkType => work_types::table
+            .filter(work_types::active.eq(true))
+            .order(work_types::id)
+            .select((work_types::id, work_types::name))
             .load(conn)?,
     })
 }

@@ -12,13 +12,16 @@ use crate::model::{CompanyRef, ContactRef, ResourceRef};
 
 /// The first active resource with this address (case-insensitive).
 pub fn resource_by_email(conn: &mut AnyConnection, email: &str) -> Result<Option<ResourceRef>> {
+    // `.load` rather than `.first`: a bound LIMIT makes SQLite re-prepare the statement on
+    // every call (it plans with the limit's value), and these lookups run for every message.
     let row: Option<(i64, String)> = resources::table
         .filter(lower(resources::email).eq(lower(email)))
         .filter(resources::active.eq(true))
         .order(resources::id)
         .select((resources::id, resources::name))
-        .first(conn)
-        .optional()?;
+        .load(conn)?
+        .into_iter()
+        .next();
     Ok(row.map(|(id, name)| ResourceRef { id, name }))
 }
 
@@ -36,8 +39,9 @@ pub fn contact_by_email(conn: &mut AnyConnection, email: &str) -> Result<Option<
         .filter(companies::active.eq(true))
         .order(contacts::id)
         .select((contacts::id, contacts::name, companies::id, companies::name))
-        .first(conn)
-        .optional()?;
+        .load(conn)?
+        .into_iter()
+        .next();
     Ok(row.map(|(id, name, cid, cname)| ContactRef {
         id,
         name,
@@ -52,7 +56,6 @@ pub fn companies_by_domain(conn: &mut AnyConnection, domain: &str) -> Result<Vec
         .filter(companies::active.eq(true))
         .order(companies::id)
         .select((companies::id, companies::name))
-        .limit(2)
         .load(conn)?;
     Ok(rows.into_iter().map(|(id, name)| CompanyRef { id, name }).collect())
 }
@@ -204,4 +207,62 @@ pub fn list_resources(conn: &mut AnyConnection) -> Result<Vec<(i64, String, Stri
         .order(resources::id)
         .select((resources::id, resources::name, resources::email, resources::active))
         .load(conn)?)
+}
+
+/// The id of a contact: an existing one, or one created now (an address already on file in the
+/// same company is reused rather than duplicated).
+pub fn ensure_contact(
+    conn: &mut AnyConnection,
+    choice: &crate::model::ContactChoice,
+    now: chrono::NaiveDateTime,
+) -> std::result::Result<i64, super::StoreFail> {
+    use crate::model::ContactChoice;
+    match choice {
+        ContactChoice::Existing(id) => Ok(*id),
+        ContactChoice::Create(nc) => {
+            let existing: Option<i64> = contacts::table
+                .filter(contacts::company_id.eq(nc.company_id))
+                .filter(
+                    lower_nullable(contacts::email1)
+                        .eq(lower(&nc.email).nullable())
+                        .or(lower_nullable(contacts::email2).eq(lower(&nc.email).nullable()))
+                        .or(lower_nullable(contacts::email3).eq(lower(&nc.email).nullable())),
+                )
+                .order(contacts::id)
+                .select(contacts::id)
+                .first(conn)
+                .optional()?;
+            if let Some(id) = existing {
+                return Ok(id);
+            }
+            Ok(diesel::insert_into(contacts::table)
+                .values((
+                    contacts::company_id.eq(nc.company_id),
+                    contacts::name.eq(&nc.name),
+                    contacts::email1.eq(Some(&nc.email)),
+                    contacts::active.eq(true),
+                    contacts::created_at.eq(now),
+                ))
+                .returning(contacts::id)
+                .get_result(conn)?)
+        }
+    }
+}
+
+/// Active contacts (of active companies) among these addresses, with the address each matched.
+pub fn contacts_by_emails(conn: &mut AnyConnection, emails: &[String]) -> Result<Vec<(String, ContactRef)>> {
+    let mut out = Vec::new();
+    for e in emails.iter().take(50) {
+        if let Some(c) = contact_by_email(conn, e)? {
+            if !out.iter().any(|(_, x): &(String, ContactRef)| x.id == c.id) {
+                out.push((e.clone(), c));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An active company by name (case-insensitive).
+pub fn active_company_by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<CompanyRef>> {
+    Ok(company_by_name(conn, name)?.filter(|(_, active)| *active).map(|(c, _)| c))
 }

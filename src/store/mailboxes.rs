@@ -8,7 +8,7 @@ use super::schema::*;
 use super::sqlfn::lower;
 use super::{AnyConnection, directory, tags as tag_store};
 use crate::error::{Error, Result};
-use crate::model::{AfterConversion, UnknownSender, Visibility};
+use crate::model::{AfterConversion, CcOnly, CompletedTicket, UnknownSender, Visibility};
 
 /// Changes to a mailbox; `None` leaves a field as it is (or at its default when adding).
 #[derive(Debug, Clone, Default)]
@@ -25,6 +25,24 @@ pub struct MailboxSpec {
     pub unknown_sender: Option<String>,
     /// `deliver`, `remove` or `discard`.
     pub after_conversion: Option<String>,
+    /// Role and work type of time entries without `#R=`.
+    pub role: Option<String>,
+    pub work_type: Option<String>,
+    /// Entity kinds the mailbox may create (replaces the set): tickets, ticket-notes,
+    /// ticket-time, project-notes, task-notes, task-time.
+    pub allow: Option<Vec<String>>,
+    pub create_contacts: Option<bool>,
+    pub cc_contacts: Option<bool>,
+    pub only_when_to: Option<bool>,
+    /// `note` or `ignore`.
+    pub cc_only: Option<String>,
+    /// `reopen`, `note` or `new`.
+    pub completed_ticket: Option<String>,
+    pub reopen_status: Option<String>,
+    pub max_attachment_bytes: Option<u64>,
+    pub max_attachments_bytes: Option<u64>,
+    pub inline_image_bytes: Option<u64>,
+    pub strip_quotes: Option<bool>,
     /// Required tags (replace the list when given).
     pub tags: Option<Vec<String>>,
 }
@@ -96,6 +114,8 @@ fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
         (&spec.status, RefTable::Status),
         (&spec.source, RefTable::Source),
         (&spec.issue_type, RefTable::IssueType),
+        (&spec.role, RefTable::Role),
+        (&spec.work_type, RefTable::WorkType),
     ] {
         let Some(value) = value else { continue };
         let rid = if value.trim().is_empty() || value.eq_ignore_ascii_case("default") {
@@ -110,6 +130,8 @@ fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
             RefTable::Status => q.set(mailboxes::status_id.eq(rid)).execute(conn)?,
             RefTable::Source => q.set(mailboxes::source_id.eq(rid)).execute(conn)?,
             RefTable::IssueType => q.set(mailboxes::issue_type_id.eq(rid)).execute(conn)?,
+            RefTable::Role => q.set(mailboxes::role_id.eq(rid)).execute(conn)?,
+            RefTable::WorkType => q.set(mailboxes::work_type_id.eq(rid)).execute(conn)?,
         };
     }
     if let Some(v) = &spec.note_visibility {
@@ -127,6 +149,78 @@ fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
             Error::Usage(format!("after-conversion {v:?}: expected deliver, remove or discard"))
         })?;
         diesel::update(target).set(mailboxes::after_conversion.eq(v.as_str())).execute(conn)?;
+    }
+    if let Some(kinds) = &spec.allow {
+        let mut a = [false; 6];
+        for k in kinds.iter().flat_map(|k| k.split(',')).map(|k| k.trim().to_ascii_lowercase()).filter(|k| !k.is_empty()) {
+            let i = match k.replace('_', "-").as_str() {
+                "tickets" => 0,
+                "ticket-notes" => 1,
+                "ticket-time" => 2,
+                "project-notes" => 3,
+                "task-notes" => 4,
+                "task-time" => 5,
+                "all" => {
+                    a = [true; 6];
+                    continue;
+                }
+                "none" => continue,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "unknown entity kind {other:?} (use tickets, ticket-notes, ticket-time, project-notes, task-notes, task-time, all or none)"
+                    )));
+                }
+            };
+            a[i] = true;
+        }
+        diesel::update(target)
+            .set((
+                mailboxes::allow_tickets.eq(a[0]),
+                mailboxes::allow_ticket_notes.eq(a[1]),
+                mailboxes::allow_ticket_time.eq(a[2]),
+                mailboxes::allow_project_notes.eq(a[3]),
+                mailboxes::allow_task_notes.eq(a[4]),
+                mailboxes::allow_task_time.eq(a[5]),
+            ))
+            .execute(conn)?;
+    }
+    if let Some(v) = spec.create_contacts {
+        diesel::update(target).set(mailboxes::create_contacts.eq(v)).execute(conn)?;
+    }
+    if let Some(v) = spec.cc_contacts {
+        diesel::update(target).set(mailboxes::cc_contacts.eq(v)).execute(conn)?;
+    }
+    if let Some(v) = spec.only_when_to {
+        diesel::update(target).set(mailboxes::only_when_to.eq(v)).execute(conn)?;
+    }
+    if let Some(v) = spec.strip_quotes {
+        diesel::update(target).set(mailboxes::strip_quotes.eq(v)).execute(conn)?;
+    }
+    if let Some(v) = &spec.cc_only {
+        let v = CcOnly::parse(v).ok_or_else(|| Error::Usage(format!("cc-only {v:?}: expected note or ignore")))?;
+        diesel::update(target).set(mailboxes::cc_only.eq(v.as_str())).execute(conn)?;
+    }
+    if let Some(v) = &spec.completed_ticket {
+        let v = CompletedTicket::parse(v).ok_or_else(|| Error::Usage(format!("completed-ticket {v:?}: expected reopen, note or new")))?;
+        diesel::update(target).set(mailboxes::completed_ticket.eq(v.as_str())).execute(conn)?;
+    }
+    if let Some(v) = &spec.reopen_status {
+        let sid = if v.trim().is_empty() || v.eq_ignore_ascii_case("default") { None } else { Some(ref_by_name(conn, RefTable::Status, v)?) };
+        diesel::update(target).set(mailboxes::reopen_status_id.eq(sid)).execute(conn)?;
+    }
+    for (value, column) in [
+        (spec.max_attachment_bytes, 0),
+        (spec.max_attachments_bytes, 1),
+        (spec.inline_image_bytes, 2),
+    ] {
+        let Some(v) = value else { continue };
+        let v = i64::try_from(v).map_err(|_| Error::Usage(format!("{v} bytes is too large")))?;
+        let q = diesel::update(target);
+        match column {
+            0 => q.set(mailboxes::max_attachment_bytes.eq(v)).execute(conn)?,
+            1 => q.set(mailboxes::max_attachments_bytes.eq(v)).execute(conn)?,
+            _ => q.set(mailboxes::inline_image_bytes.eq(v)).execute(conn)?,
+        };
     }
     if let Some(company) = &spec.fallback_company {
         let cid = if company.trim().is_empty() {

@@ -23,8 +23,9 @@ pub fn prior(conn: &mut AnyConnection, mailbox_id: i64, dedup_key: &str) -> Resu
                 processed_messages::reason,
                 processed_messages::received_at,
             ))
-            .first(conn)
-            .optional()?;
+            .load(conn)?
+            .into_iter()
+            .next();
     Ok(row.map(|(outcome, kind, id, ticket_number, reason, received_at)| {
         let object = match (kind.as_deref().and_then(ObjectKind::parse), id) {
             (Some(kind), Some(id)) => Some(ObjectRef {
@@ -32,6 +33,8 @@ pub fn prior(conn: &mut AnyConnection, mailbox_id: i64, dedup_key: &str) -> Resu
                 id,
                 number: (kind == ObjectKind::Ticket).then(|| ticket_number.clone()).flatten(),
                 ticket_number,
+                project_number: None,
+                task_number: None,
             }),
             _ => None,
         };
@@ -58,6 +61,10 @@ pub struct Record<'a> {
     pub reason: Option<&'a str>,
     pub received_at: NaiveDateTime,
     pub raw: Option<&'a [u8]>,
+    pub sender_address: Option<&'a str>,
+    pub subject_key: Option<&'a str>,
+    pub client_addr: Option<String>,
+    pub auth_user: Option<&'a str>,
 }
 
 /// Insert the record; a unique violation means the message was processed concurrently.
@@ -77,6 +84,10 @@ pub fn insert(conn: &mut AnyConnection, r: &Record<'_>) -> diesel::QueryResult<(
             processed_messages::reason.eq(r.reason),
             processed_messages::received_at.eq(r.received_at),
             processed_messages::raw.eq(r.raw),
+            processed_messages::sender_address.eq(r.sender_address),
+            processed_messages::subject_key.eq(r.subject_key),
+            processed_messages::client_addr.eq(&r.client_addr),
+            processed_messages::auth_user.eq(r.auth_user),
         ))
         .execute(conn)
         .map(|_| ())

@@ -111,6 +111,141 @@ diesel::table! {
 }
 
 diesel::table! {
+    roles (id) {
+        id -> BigInt,
+        name -> Text,
+        hourly_rate -> Nullable<Double>,
+        is_default -> Bool,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    work_types (id) {
+        id -> BigInt,
+        name -> Text,
+        billable -> Bool,
+        is_default -> Bool,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    projects (id) {
+        id -> BigInt,
+        number -> Text,
+        name -> Text,
+        company_id -> Nullable<BigInt>,
+        status_id -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> BigInt,
+        number -> Text,
+        project_id -> BigInt,
+        title -> Text,
+        description -> Text,
+        status_id -> BigInt,
+        assigned_resource_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    project_notes (id) {
+        id -> BigInt,
+        project_id -> BigInt,
+        title -> Text,
+        body -> Text,
+        body_html -> Nullable<Text>,
+        author_contact_id -> Nullable<BigInt>,
+        author_resource_id -> Nullable<BigInt>,
+        author_address -> Text,
+        visibility -> Text,
+        unverified -> Bool,
+        mailbox_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    task_notes (id) {
+        id -> BigInt,
+        task_id -> BigInt,
+        title -> Text,
+        body -> Text,
+        body_html -> Nullable<Text>,
+        author_contact_id -> Nullable<BigInt>,
+        author_resource_id -> Nullable<BigInt>,
+        author_address -> Text,
+        visibility -> Text,
+        unverified -> Bool,
+        mailbox_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    time_entries (id) {
+        id -> BigInt,
+        owner_kind -> Text,
+        owner_id -> BigInt,
+        resource_id -> BigInt,
+        role_id -> BigInt,
+        work_type_id -> BigInt,
+        work_date -> Text,
+        start_time -> Nullable<Text>,
+        end_time -> Nullable<Text>,
+        minutes -> Integer,
+        summary -> Text,
+        mailbox_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ticket_links (ticket_id, linked_ticket_id) {
+        ticket_id -> BigInt,
+        linked_ticket_id -> BigInt,
+        kind -> Text,
+    }
+}
+
+diesel::table! {
+    excluded_senders (id) {
+        id -> BigInt,
+        pattern -> Text,
+        mailbox_id -> Nullable<BigInt>,
+        action -> Text,
+        note -> Text,
+    }
+}
+
+diesel::table! {
+    parsing_rules (id) {
+        id -> BigInt,
+        position -> Integer,
+        mailbox_id -> Nullable<BigInt>,
+        field -> Text,
+        pattern -> Text,
+        set_queue -> Nullable<Text>,
+        set_priority -> Nullable<Text>,
+        set_status -> Nullable<Text>,
+        set_issue_type -> Nullable<Text>,
+        set_company -> Nullable<Text>,
+        add_tag -> Nullable<Text>,
+        ignore_message -> Bool,
+        stop -> Bool,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
     mailboxes (id) {
         id -> BigInt,
         address -> Text,
@@ -127,6 +262,24 @@ diesel::table! {
         unknown_sender -> Text,
         created_at -> Timestamp,
         after_conversion -> Text,
+        allow_tickets -> Bool,
+        allow_ticket_notes -> Bool,
+        allow_ticket_time -> Bool,
+        allow_project_notes -> Bool,
+        allow_task_notes -> Bool,
+        allow_task_time -> Bool,
+        role_id -> Nullable<BigInt>,
+        work_type_id -> Nullable<BigInt>,
+        create_contacts -> Bool,
+        cc_contacts -> Bool,
+        only_when_to -> Bool,
+        cc_only -> Text,
+        completed_ticket -> Text,
+        reopen_status_id -> Nullable<BigInt>,
+        max_attachment_bytes -> BigInt,
+        max_attachments_bytes -> BigInt,
+        inline_image_bytes -> BigInt,
+        strip_quotes -> Bool,
     }
 }
 
@@ -170,6 +323,10 @@ diesel::table! {
         mailbox_id -> Nullable<BigInt>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        sender_address -> Nullable<Text>,
+        subject_key -> Nullable<Text>,
+        alert_id -> Nullable<Text>,
+        external_id -> Nullable<Text>,
     }
 }
 
@@ -186,6 +343,7 @@ diesel::table! {
         visibility -> Text,
         mailbox_id -> Nullable<BigInt>,
         created_at -> Timestamp,
+        unverified -> Bool,
     }
 }
 
@@ -250,6 +408,10 @@ diesel::table! {
         reason -> Nullable<Text>,
         received_at -> Timestamp,
         raw -> Nullable<Binary>,
+        sender_address -> Nullable<Text>,
+        subject_key -> Nullable<Text>,
+        client_addr -> Nullable<Text>,
+        auth_user -> Nullable<Text>,
     }
 }
 
@@ -279,6 +441,7 @@ diesel::joinable!(ticket_tags -> tags (tag_id));
 diesel::joinable!(ticket_notes -> tickets (ticket_id));
 diesel::joinable!(message_refs -> tickets (ticket_id));
 diesel::joinable!(processed_messages -> tickets (ticket_id));
+diesel::joinable!(processed_messages -> mailboxes (mailbox_id));
 diesel::joinable!(tickets -> statuses (status_id));
 diesel::joinable!(tickets -> priorities (priority_id));
 diesel::joinable!(tickets -> queues (queue_id));
@@ -291,7 +454,15 @@ diesel::joinable!(mailboxes -> statuses (status_id));
 diesel::joinable!(mailboxes -> sources (source_id));
 diesel::joinable!(mailboxes -> companies (fallback_company_id));
 
+diesel::joinable!(tasks -> projects (project_id));
+diesel::joinable!(ticket_contacts -> contacts (contact_id));
+diesel::joinable!(projects -> companies (company_id));
+diesel::joinable!(project_notes -> projects (project_id));
+diesel::joinable!(task_notes -> tasks (task_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
+    roles, work_types, projects, tasks, project_notes, task_notes, time_entries, ticket_links,
+    excluded_senders, parsing_rules,
     companies, contacts, resources, public_domains, queues, statuses, priorities, sources,
     issue_types, sub_issue_types, tags, tag_aliases, mailboxes, mailbox_tags, settings,
     number_sequences, tickets, ticket_notes, ticket_contacts, ticket_tags, message_refs, blobs,

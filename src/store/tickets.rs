@@ -6,12 +6,13 @@ use diesel::prelude::*;
 use super::schema::*;
 use super::{AnyConnection, StoreFail, savepoint};
 use crate::error::Result;
-use crate::model::{CompanyRef, NewTicket, NewTicketNote, TicketRef};
+use super::directory;
+use crate::model::{CompanyRef, NewTicket, TicketRef};
 use crate::pipeline::numbers;
 
-type TicketRow = (i64, String, String, Option<i64>, Option<String>, Option<i64>, bool);
+type TicketRow = (i64, String, String, Option<i64>, Option<String>, Option<i64>, bool, Option<i64>);
 
-fn ticket_ref((id, number, title, cid, cname, mailbox_id, complete): TicketRow) -> TicketRef {
+fn ticket_ref((id, number, title, cid, cname, mailbox_id, complete, contact_id): TicketRow) -> TicketRef {
     TicketRef {
         id,
         number,
@@ -22,6 +23,7 @@ fn ticket_ref((id, number, title, cid, cname, mailbox_id, complete): TicketRow) 
         },
         mailbox_id,
         complete,
+        contact_id,
     }
 }
 
@@ -38,6 +40,7 @@ macro_rules! ticket_ref_query {
                 companies::name.nullable(),
                 tickets::mailbox_id,
                 statuses::is_complete,
+                tickets::contact_id,
             ))
     };
 }
@@ -59,10 +62,7 @@ pub fn by_numbers(conn: &mut AnyConnection, numbers: &[String]) -> Result<Vec<(S
 
 /// A ticket by id.
 pub fn by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketRef>> {
-    let row: Option<TicketRow> = ticket_ref_query!()
-        .filter(tickets::id.eq(id))
-        .first(conn)
-        .optional()?;
+    let row: Option<TicketRow> = ticket_ref_query!().filter(tickets::id.eq(id)).load(conn)?.into_iter().next();
     Ok(row.map(ticket_ref))
 }
 
@@ -138,6 +138,10 @@ pub fn create(
     day: &str,
     now: NaiveDateTime,
 ) -> Result<(i64, String), StoreFail> {
+    let contact_id = match &t.contact {
+        Some(c) => Some(directory::ensure_contact(conn, c, now)?),
+        None => None,
+    };
     // A number taken by hand (a row inserted outside the sequence) is skipped, not fatal.
     for _ in 0..100 {
         let seq = next_in_sequence(conn, "T", day)?;
@@ -156,10 +160,14 @@ pub fn create(
                     tickets::issue_type_id.eq(t.issue_type_id),
                     tickets::sub_issue_type_id.eq(t.sub_issue_type_id),
                     tickets::company_id.eq(t.company_id),
-                    tickets::contact_id.eq(t.contact_id),
+                    tickets::contact_id.eq(contact_id),
                     tickets::mailbox_id.eq(Some(t.mailbox_id)),
                     tickets::created_at.eq(now),
                     tickets::updated_at.eq(now),
+                    tickets::sender_address.eq(&t.sender_address),
+                    tickets::subject_key.eq(&t.subject_key),
+                    tickets::alert_id.eq(&t.alert_id),
+                    tickets::external_id.eq(&t.external_id),
                 ))
                 .returning(tickets::id)
                 .get_result::<i64>(c)
@@ -176,6 +184,25 @@ pub fn create(
                         ))
                         .execute(conn)?;
                 }
+                let mut added: Vec<i64> = contact_id.into_iter().collect();
+                for c in &t.additional_contacts {
+                    let cid = directory::ensure_contact(conn, c, now)?;
+                    if !added.contains(&cid) {
+                        added.push(cid);
+                        diesel::insert_into(ticket_contacts::table)
+                            .values((ticket_contacts::ticket_id.eq(id), ticket_contacts::contact_id.eq(cid)))
+                            .execute(conn)?;
+                    }
+                }
+                if let Some((other, kind)) = t.link {
+                    diesel::insert_into(ticket_links::table)
+                        .values((
+                            ticket_links::ticket_id.eq(id),
+                            ticket_links::linked_ticket_id.eq(other),
+                            ticket_links::kind.eq(kind),
+                        ))
+                        .execute(conn)?;
+                }
                 return Ok((id, number));
             }
             Err(e) if e.is_unique_violation() => continue,
@@ -187,27 +214,68 @@ pub fn create(
     ))))
 }
 
-/// Add a note to a ticket and touch the ticket's update time; returns the note id.
-pub fn add_note(conn: &mut AnyConnection, n: &NewTicketNote, now: NaiveDateTime) -> Result<i64, StoreFail> {
-    let id: i64 = diesel::insert_into(ticket_notes::table)
-        .values((
-            ticket_notes::ticket_id.eq(n.ticket.id),
-            ticket_notes::title.eq(&n.title),
-            ticket_notes::body.eq(&n.body),
-            ticket_notes::body_html.eq(&n.body_html),
-            ticket_notes::author_contact_id.eq(n.author_contact_id),
-            ticket_notes::author_resource_id.eq(n.author_resource_id),
-            ticket_notes::author_address.eq(&n.author_address),
-            ticket_notes::visibility.eq(n.visibility.as_str()),
-            ticket_notes::mailbox_id.eq(Some(n.mailbox_id)),
-            ticket_notes::created_at.eq(now),
-        ))
-        .returning(ticket_notes::id)
-        .get_result(conn)?;
-    diesel::update(tickets::table.filter(tickets::id.eq(n.ticket.id)))
+/// Set a ticket's status (and touch its update time).
+pub fn set_status(conn: &mut AnyConnection, ticket_id: i64, status_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
+    diesel::update(tickets::table.filter(tickets::id.eq(ticket_id)))
+        .set((tickets::status_id.eq(status_id), tickets::updated_at.eq(now)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Touch a ticket's update time.
+pub fn touch(conn: &mut AnyConnection, ticket_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
+    diesel::update(tickets::table.filter(tickets::id.eq(ticket_id)))
         .set(tickets::updated_at.eq(now))
         .execute(conn)?;
-    Ok(id)
+    Ok(())
+}
+
+/// The newest open ticket of a mailbox with the same sender and normalised subject created
+/// since `since`.
+pub fn recent_by_sender_subject(
+    conn: &mut AnyConnection,
+    mailbox_id: i64,
+    sender: &str,
+    subject_key: &str,
+    since: NaiveDateTime,
+) -> Result<Option<TicketRef>> {
+    let row: Option<TicketRow> = ticket_ref_query!()
+        .filter(tickets::mailbox_id.eq(mailbox_id))
+        .filter(tickets::sender_address.eq(sender.to_ascii_lowercase()))
+        .filter(tickets::subject_key.eq(subject_key))
+        .filter(tickets::created_at.ge(since))
+        .filter(statuses::is_complete.eq(false))
+        .order(tickets::id.desc())
+        .load(conn)?
+        .into_iter()
+        .next();
+    Ok(row.map(ticket_ref))
+}
+
+/// Open tickets of a mailbox carrying this alert id (or external id), newest first.
+pub fn open_by_alert(conn: &mut AnyConnection, mailbox_id: i64, alert_id: Option<&str>, external_id: Option<&str>) -> Result<Vec<(TicketRef, &'static str)>> {
+    let mut out = Vec::new();
+    if let Some(a) = alert_id {
+        let rows: Vec<TicketRow> = ticket_ref_query!()
+            .filter(tickets::mailbox_id.eq(mailbox_id))
+            .filter(tickets::alert_id.eq(a))
+            .filter(statuses::is_complete.eq(false))
+            .order(tickets::id.desc())
+            .limit(20)
+            .load(conn)?;
+        out.extend(rows.into_iter().map(|r| (ticket_ref(r), "alert_id")));
+    }
+    if let Some(x) = external_id {
+        let rows: Vec<TicketRow> = ticket_ref_query!()
+            .filter(tickets::mailbox_id.eq(mailbox_id))
+            .filter(tickets::external_id.eq(x))
+            .filter(statuses::is_complete.eq(false))
+            .order(tickets::id.desc())
+            .limit(20)
+            .load(conn)?;
+        out.extend(rows.into_iter().map(|r| (ticket_ref(r), "external_id")));
+    }
+    Ok(out)
 }
 
 /// Remember that a Message-ID belongs to a ticket (for replies that thread by References).
@@ -245,6 +313,25 @@ pub struct TicketView {
     pub tags: Vec<String>,
     pub attachments: Vec<crate::model::AttachmentReport>,
     pub notes: Vec<NoteView>,
+    /// Additional contacts (addresses).
+    pub additional_contacts: Vec<String>,
+    /// Linked tickets: (number, kind).
+    pub links: Vec<(String, String)>,
+    pub time_entries: Vec<TimeView>,
+    pub alert_id: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// A time entry as shown by `ticketmilter ticket show`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimeView {
+    pub resource: String,
+    pub role: String,
+    pub date: String,
+    pub minutes: i32,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub summary: String,
 }
 
 /// A note as shown by `ticketmilter ticket show`.
@@ -255,6 +342,7 @@ pub struct NoteView {
     pub body: String,
     pub author: String,
     pub visibility: String,
+    pub unverified: bool,
     pub created_at: String,
     pub attachments: Vec<crate::model::AttachmentReport>,
 }
@@ -320,7 +408,7 @@ pub fn view(conn: &mut AnyConnection, number: &str) -> Result<Option<TicketView>
         .select(tags::label)
         .load(conn)?;
     let attachments = attachment_reports(conn, "ticket", id)?;
-    let note_rows: Vec<(i64, String, String, String, String, NaiveDateTime)> = ticket_notes::table
+    let note_rows: Vec<(i64, String, String, String, String, NaiveDateTime, bool)> = ticket_notes::table
         .filter(ticket_notes::ticket_id.eq(id))
         .order(ticket_notes::id)
         .select((
@@ -330,21 +418,65 @@ pub fn view(conn: &mut AnyConnection, number: &str) -> Result<Option<TicketView>
             ticket_notes::author_address,
             ticket_notes::visibility,
             ticket_notes::created_at,
+            ticket_notes::unverified,
         ))
         .load(conn)?;
     let mut notes = Vec::new();
-    for (nid, title, body, author, visibility, created) in note_rows {
+    for (nid, title, body, author, visibility, created, unverified) in note_rows {
         notes.push(NoteView {
             id: nid,
             title,
             body,
             author,
             visibility,
+            unverified,
             created_at: created.format("%Y-%m-%d %H:%M:%S").to_string(),
             attachments: attachment_reports(conn, "ticket_note", nid)?,
         });
     }
+    let additional_contacts: Vec<Option<String>> = ticket_contacts::table
+        .inner_join(contacts::table)
+        .filter(ticket_contacts::ticket_id.eq(id))
+        .order(contacts::id)
+        .select(contacts::email1)
+        .load(conn)?;
+    let link_rows: Vec<(i64, String)> = ticket_links::table
+        .filter(ticket_links::ticket_id.eq(id))
+        .select((ticket_links::linked_ticket_id, ticket_links::kind))
+        .load(conn)?;
+    let mut links = Vec::new();
+    for (other, kind) in link_rows {
+        let n: String = tickets::table.find(other).select(tickets::number).first(conn)?;
+        links.push((n, kind));
+    }
+    type TimeRow = (String, String, String, i32, Option<String>, Option<String>, String);
+    let time_rows: Vec<TimeRow> = time_entries::table
+        .inner_join(resources::table.on(resources::id.eq(time_entries::resource_id)))
+        .inner_join(roles::table.on(roles::id.eq(time_entries::role_id)))
+        .filter(time_entries::owner_kind.eq("ticket"))
+        .filter(time_entries::owner_id.eq(id))
+        .order(time_entries::id)
+        .select((
+            resources::email,
+            roles::name,
+            time_entries::work_date,
+            time_entries::minutes,
+            time_entries::start_time,
+            time_entries::end_time,
+            time_entries::summary,
+        ))
+        .load(conn)?;
+    let (alert_id, external_id): (Option<String>, Option<String>) =
+        tickets::table.find(id).select((tickets::alert_id, tickets::external_id)).first(conn)?;
     Ok(Some(TicketView {
+        additional_contacts: additional_contacts.into_iter().flatten().collect(),
+        links,
+        time_entries: time_rows
+            .into_iter()
+            .map(|(resource, role, date, minutes, start, end, summary)| TimeView { resource, role, date, minutes, start, end, summary })
+            .collect(),
+        alert_id,
+        external_id,
         id,
         number,
         title,

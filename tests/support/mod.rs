@@ -387,6 +387,13 @@ pub struct Env {
 impl Env {
     /// Start sink, milter and Postfix. Panics (after cleaning up) when any part does not come up.
     pub fn start() -> Env {
+        Env::start_with_settings(&[])
+    }
+
+    /// [`Env::start`], with SQL settings (`ticketmilter setting set KEY VALUE`) written after the
+    /// fixture is loaded and before the milter starts: its first snapshot has them, so no reload
+    /// has to be waited for.
+    pub fn start_with_settings(settings: &[(&str, &str)]) -> Env {
         require_environment();
         let (pf_uid, pf_gid) = postfix_user();
         let base = if Path::new("/tmp").is_dir() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
@@ -446,6 +453,9 @@ impl Env {
 
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/directory.sql");
         env.admin(&["load", fixture.to_str().unwrap()]);
+        for (key, value) in settings {
+            env.admin(&["setting", "set", key, value]);
+        }
 
         env.start_sink();
         env.start_milter();
@@ -610,6 +620,18 @@ impl Env {
         out.stdout
     }
 
+    /// Change an SQL setting while the milter runs, and wait until the milter has reloaded its
+    /// SQL configuration (reload_interval = 1). The milter logs "SQL configuration reloaded" only
+    /// when the configuration rows changed, so a line after the change is this change's; `value`
+    /// must therefore differ from the current value. Change one setting per call.
+    pub fn set_setting(&self, key: &str, value: &str) {
+        let logged = self.milter_log().len();
+        self.admin(&["setting", "set", key, value]);
+        wait_for(&format!("the milter to reload the SQL configuration after {key} = {value:?}"), EVENT_TIMEOUT, || {
+            self.milter_log().get(logged..).is_some_and(|new| new.contains("SQL configuration reloaded")).then_some(())
+        });
+    }
+
     /// `ticketmilter ticket show NUMBER` as JSON.
     pub fn ticket(&self, number: &str) -> serde_json::Value {
         let out = self.admin(&["ticket", "show", number]);
@@ -618,6 +640,19 @@ impl Env {
 
     /// Send `msg` with swaks from `from` to `rcpts` through the smtpd on `port`.
     pub fn swaks(&self, port: u16, from: &str, rcpts: &[&str], msg: &str) -> Sent {
+        self.swaks_adding(port, from, rcpts, msg, &[])
+    }
+
+    /// [`Env::swaks`], with header lines (`Name: value`) that swaks adds at the end of the
+    /// message's header (`--add-header`, once per line).
+    pub fn swaks_adding(&self, port: u16, from: &str, rcpts: &[&str], msg: &str, add_headers: &[&str]) -> Sent {
+        for h in add_headers {
+            // swaks would split a literal "\n" into two headers and expand %TOKENS%.
+            assert!(
+                !h.contains(['\r', '\n', '\\', '%']) && h.contains(':'),
+                "not a header line swaks adds verbatim: {h:?}"
+            );
+        }
         let n = self.msg_seq.fetch_add(1, Ordering::SeqCst);
         let file = self.scratch.join(format!("msg-{n}.eml"));
         fs::write(&file, msg).expect("write message");
@@ -635,7 +670,8 @@ impl Env {
                 .arg(format!("@{}", file.display()))
                 .arg("--timeout")
                 .arg("20")
-                .arg("--suppress-data"),
+                .arg("--suppress-data")
+                .args(add_headers.iter().flat_map(|h| ["--add-header", h])),
             COMMAND_TIMEOUT,
             &self.scratch,
         );
@@ -645,6 +681,11 @@ impl Env {
     /// Send through the milter'd smtpd.
     pub fn send(&self, from: &str, rcpts: &[&str], msg: &str) -> Sent {
         self.swaks(self.smtp_port, from, rcpts, msg)
+    }
+
+    /// Send through the milter'd smtpd, swaks adding `add_headers` (see [`Env::swaks_adding`]).
+    pub fn send_adding(&self, from: &str, rcpts: &[&str], msg: &str, add_headers: &[&str]) -> Sent {
+        self.swaks_adding(self.smtp_port, from, rcpts, msg, add_headers)
     }
 
     pub fn milter_log(&self) -> String {
