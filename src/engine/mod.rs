@@ -117,6 +117,18 @@ impl Engine {
         self.process_owned(envelope.clone(), raw.to_vec(), opts)
     }
 
+    /// `process` for async callers (the milter): the message is prepared on the calling
+    /// (blocking-pool) thread by the caller, and the commit is awaited without holding a thread.
+    pub async fn commit_prepared(&self, prepared: Prepared) -> Result<Vec<Outcome>> {
+        if prepared.targets.is_empty() {
+            return Ok(vec![not_ours(&prepared.envelope)]);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer.enqueue(prepared, writer::Reply::Task(tx))?;
+        rx.await
+            .unwrap_or_else(|_| Err(crate::error::Error::Internal("the writer stopped before answering".into())))
+    }
+
     /// `process` for callers that can hand over the message (no copy).
     ///
     /// Messages of concurrent callers are committed together: the writer takes every prepared

@@ -15,9 +15,28 @@ const MAX_BATCH: usize = 256;
 /// Most raw bytes in one transaction (large messages commit in smaller groups).
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
+/// Where the answer goes: a waiting thread, or a waiting task (no thread blocked meanwhile).
+pub enum Reply {
+    Thread(mpsc::SyncSender<Result<Vec<Outcome>>>),
+    Task(tokio::sync::oneshot::Sender<Result<Vec<Outcome>>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<Vec<Outcome>>) {
+        match self {
+            Reply::Thread(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Task(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
+
 struct Job {
     prepared: Prepared,
-    reply: mpsc::SyncSender<Result<Vec<Outcome>>>,
+    reply: Reply,
 }
 
 /// Handle on the writer thread; dropping it lets the thread finish what is queued and exit.
@@ -42,16 +61,19 @@ impl Writer {
     /// Write one prepared message; returns once its transaction is committed (or failed).
     pub fn submit(&self, prepared: Prepared) -> Result<Vec<Outcome>> {
         let (reply, answer) = mpsc::sync_channel(1);
+        self.enqueue(prepared, Reply::Thread(reply))?;
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(Error::Internal("the writer stopped before answering".into())))
+    }
+
+    /// Hand a prepared message to the writer; the answer goes to `reply` after the commit.
+    pub fn enqueue(&self, prepared: Prepared, reply: Reply) -> Result<()> {
         let sent = match self.queue.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(q) => q.send(Job { prepared, reply }).is_ok(),
             None => false,
         };
-        if !sent {
-            return Err(Error::Internal("the writer has stopped".into()));
-        }
-        answer
-            .recv()
-            .unwrap_or_else(|_| Err(Error::Internal("the writer stopped before answering".into())))
+        if sent { Ok(()) } else { Err(Error::Internal("the writer has stopped".into())) }
     }
 }
 
@@ -79,7 +101,7 @@ fn run(store: Store, rx: mpsc::Receiver<Job>) {
         }
         let results = commit(&store, &batch);
         for (job, result) in batch.into_iter().zip(results) {
-            let _ = job.reply.send(result);
+            job.reply.send(result);
         }
     }
 }

@@ -19,7 +19,7 @@ use indymilter::{
 use tracing::{debug, error, info, warn};
 
 use crate::config::{Config, MilterConfig, Policy};
-use crate::engine::{Engine, Options};
+use crate::engine::Engine;
 use crate::error::Error;
 use crate::model::{AfterConversion, Envelope, Outcome, Verdict};
 use session::{Session, bare_address};
@@ -314,10 +314,17 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         let raw = std::mem::take(&mut session.raw);
         let engine = shared.engine.clone();
         let deadline = Duration::from_secs(settings.eom_timeout);
-        let work = tokio::task::spawn_blocking(move || {
-            let r = engine.process_owned(envelope.clone(), raw, Options::default());
-            (r, envelope)
-        });
+        // Parsing runs on the blocking pool; the database work on the engine's writer, whose
+        // commit is awaited here without a thread held for it.
+        let log_envelope = envelope.clone();
+        let work = async move {
+            let prepared = tokio::task::spawn_blocking({
+                let engine = engine.clone();
+                move || engine.prepare(envelope, raw)
+            })
+            .await?;
+            Ok::<_, tokio::task::JoinError>((engine.commit_prepared(prepared).await, log_envelope))
+        };
         let failure = match tokio::time::timeout(deadline, work).await {
             Ok(Ok((Ok(outcomes), envelope))) => {
                 let snapshot = shared.engine.snapshot();

@@ -109,7 +109,10 @@ pub fn establish(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection, Conne
             ))
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
             // WAL lets readers work while one writer commits; it persists in the file.
-            c.batch_execute("PRAGMA journal_mode = WAL;")
+            // Checkpoints (copying the WAL into the database, with a flush) run in the store's
+            // checkpoint thread, not in the commit that happens to cross the threshold: a
+            // message's answer never waits for one.
+            c.batch_execute("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;")
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(AnyConnection::Sqlite(c))
         }

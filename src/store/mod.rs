@@ -2,6 +2,7 @@
 //! that feed the pipeline and `apply(Plan)`. Every query here runs unchanged on both backends.
 
 pub mod apply;
+mod checkpoint;
 pub mod attachments;
 pub mod conf;
 pub mod conn;
@@ -58,6 +59,8 @@ pub struct Store {
     /// SQLite's busy handler, which sleeps in growing steps and wastes most of the time.
     /// (Other processes still meet `busy_timeout`.)
     write_lock: Option<Arc<Mutex<()>>>,
+    /// SQLite only: the thread that checkpoints the WAL in the background.
+    _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -87,7 +90,11 @@ impl Store {
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
         let write_lock = url.is_sqlite().then(|| Arc::new(Mutex::new(())));
-        Ok(Store { pool, url, write_lock })
+        let _checkpointer = match &url {
+            DbUrl::Sqlite(path) => Some(Arc::new(checkpoint::Checkpointer::start(path.clone(), opts.conn.clone())?)),
+            DbUrl::Postgres(_) => None,
+        };
+        Ok(Store { pool, url, write_lock, _checkpointer })
     }
 
     pub fn url(&self) -> &DbUrl {
