@@ -9,7 +9,9 @@ pub mod logging;
 pub mod milter;
 pub mod model;
 pub mod pipeline;
+pub mod notify;
 pub mod store;
+pub mod workflow;
 
 pub use engine::{Engine, Options};
 pub use error::{Error, Result};

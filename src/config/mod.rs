@@ -19,7 +19,54 @@ pub const DEFAULT_DATABASE: &str = "sqlite:/var/lib/ticketmilter/ticketmilter.db
 pub struct Config {
     pub database: DatabaseConfig,
     pub milter: MilterConfig,
+    pub notify: NotifyConfig,
     pub log: LogConfig,
+}
+
+/// The sender of notifications (the outbox worker inside the daemon).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Run the sender inside `ticketmilter run` (notifications are queued either way).
+    pub enabled: bool,
+    /// SMTP relay host that delivers notifications (usually the local Postfix).
+    pub relay: String,
+    /// Its port (plain SMTP, no TLS: a relay on this host or a trusted network).
+    pub port: u16,
+    /// Name used in EHLO (empty: the host name).
+    pub helo_name: String,
+    /// Seconds an SMTP dialogue may take.
+    pub timeout: u64,
+    /// Seconds between looks at the outbox when it is idle.
+    pub interval: u64,
+    /// Most rows taken per pass.
+    pub batch: u32,
+    /// Seconds a claimed row stays with its worker; a worker that dies releases it after this.
+    pub lease: u64,
+    /// Attempts before a row that keeps failing transiently is given up.
+    pub max_attempts: u32,
+    /// Seconds before the first retry; doubled per attempt, with random jitter.
+    pub backoff: u64,
+    /// Longest wait between retries, in seconds.
+    pub backoff_max: u64,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        NotifyConfig {
+            enabled: true,
+            relay: "127.0.0.1".to_string(),
+            port: 25,
+            helo_name: String::new(),
+            timeout: 60,
+            interval: 5,
+            batch: 50,
+            lease: 300,
+            max_attempts: 10,
+            backoff: 60,
+            backoff_max: 21600,
+        }
+    }
 }
 
 /// What the milter answers in a situation (OpenDKIM's `On-*` style).
@@ -196,6 +243,19 @@ impl Config {
         }
         if self.milter.eom_timeout == 0 || self.milter.eom_timeout >= 300 {
             p.push("milter.eom_timeout: expected 1 to 299 seconds (below Postfix's milter_content_timeout of 300 s)".into());
+        }
+        let n = &self.notify;
+        if n.relay.trim().is_empty() {
+            p.push("notify.relay: the relay host is empty".into());
+        }
+        if n.port == 0 {
+            p.push("notify.port: must be 1 to 65535".into());
+        }
+        if n.timeout == 0 || n.interval == 0 || n.batch == 0 || n.lease == 0 || n.max_attempts == 0 || n.backoff == 0 {
+            p.push("notify: timeout, interval, batch, lease, max_attempts and backoff must be at least 1".into());
+        }
+        if n.backoff_max < n.backoff {
+            p.push("notify.backoff_max: must not be below notify.backoff".into());
         }
         if crate::logging::facility(&self.log.facility).is_none() {
             p.push(format!("log.facility: {:?} is not mail, daemon, user or local0 … local7", self.log.facility));

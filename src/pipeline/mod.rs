@@ -2,6 +2,7 @@
 //! Nothing here performs I/O; the store and the edges call in with data and get data back.
 
 pub mod alerts;
+pub mod auto;
 pub mod content;
 pub mod decide;
 pub mod forward;

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod mailboxes;
 pub mod messages;
 pub mod notes;
+pub mod outbox;
 pub mod projects;
 pub mod processed;
 pub mod schema;

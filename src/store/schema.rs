@@ -327,6 +327,8 @@ diesel::table! {
         subject_key -> Nullable<Text>,
         alert_id -> Nullable<Text>,
         external_id -> Nullable<Text>,
+        assigned_resource_id -> Nullable<BigInt>,
+        due_at -> Nullable<Timestamp>,
     }
 }
 
@@ -431,6 +433,67 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
         sent_at -> Nullable<Timestamp>,
+        kind -> Text,
+        envelope_from -> Text,
+        from_header -> Text,
+        message_id -> Text,
+        in_reply_to -> Nullable<Text>,
+        references_ids -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
+        template_id -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    notification_templates (id) {
+        id -> BigInt,
+        name -> Text,
+        mailbox_id -> Nullable<BigInt>,
+        event -> Nullable<Text>,
+        subject -> Text,
+        body_text -> Text,
+        body_html -> Nullable<Text>,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
+    queue_members (queue_id, resource_id) {
+        queue_id -> BigInt,
+        resource_id -> BigInt,
+        last_assigned_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    workflow_rules (id) {
+        id -> BigInt,
+        position -> Integer,
+        name -> Text,
+        active -> Bool,
+        on_events -> Text,
+        if_mailbox -> Nullable<Text>,
+        if_queue -> Nullable<Text>,
+        if_priority -> Nullable<Text>,
+        if_status -> Nullable<Text>,
+        if_company -> Nullable<Text>,
+        if_issue_type -> Nullable<Text>,
+        if_tag -> Nullable<Text>,
+        if_sender_domain -> Nullable<Text>,
+        if_subject -> Nullable<Text>,
+        if_body -> Nullable<Text>,
+        if_source -> Nullable<Text>,
+        if_auto -> Nullable<Bool>,
+        set_queue -> Nullable<Text>,
+        set_priority -> Nullable<Text>,
+        set_status -> Nullable<Text>,
+        set_issue_type -> Nullable<Text>,
+        due_in_hours -> Nullable<Integer>,
+        assign -> Nullable<Text>,
+        add_tag -> Nullable<Text>,
+        notify_template -> Nullable<Text>,
+        notify_roles -> Nullable<Text>,
+        notify_addresses -> Nullable<Text>,
     }
 }
 
@@ -462,7 +525,7 @@ diesel::joinable!(task_notes -> tasks (task_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     roles, work_types, projects, tasks, project_notes, task_notes, time_entries, ticket_links,
-    excluded_senders, parsing_rules,
+    excluded_senders, parsing_rules, notification_templates, queue_members, workflow_rules,
     companies, contacts, resources, public_domains, queues, statuses, priorities, sources,
     issue_types, sub_issue_types, tags, tag_aliases, mailboxes, mailbox_tags, settings,
     number_sequences, tickets, ticket_notes, ticket_contacts, ticket_tags, message_refs, blobs,

@@ -1,0 +1,1 @@
+//! Building RFC 3834-clean messages from outbox rows.

@@ -1,0 +1,1 @@
+//! Rendering notification templates (minijinja, strict undefined, header-safe subjects).

@@ -1,0 +1,1 @@
+//! The sender worker: claims outbox rows, delivers them over SMTP, retries with backoff.
