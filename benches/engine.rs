@@ -77,6 +77,7 @@ fn run_once(mode: Mode, envelope: &Envelope, messages: &[Vec<u8>]) -> Duration {
     let (_dir, engine) = fresh_engine(mode);
     let opts = Options {
         dry_run: mode == Mode::DryRun,
+        ..Options::default()
     };
     let start = Instant::now();
     for raw in messages {

@@ -42,7 +42,7 @@ impl Inputs {
     fn keys_decide(&self, inbound: &Inbound) -> Plan {
         let snapshot = &self.snapshot;
         let mailbox = snapshot.mailbox_for(common::MAILBOX).expect("the benchmark mailbox");
-        let analysis = pipeline::analyse(inbound, &self.envelope, snapshot);
+        let analysis = pipeline::analyse(inbound, b"", &self.envelope, snapshot);
         let rules = snapshot.rules.evaluate(mailbox.id, inbound, &snapshot.refs);
         let keys = pipeline::keys(inbound, &self.envelope, snapshot, &analysis, &rules);
         pipeline::decide(&pipeline::Input {

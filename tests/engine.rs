@@ -190,7 +190,7 @@ fn dry_run_reports_but_writes_nothing() {
     let db = TestDb::directory();
     let raw = msg("alice@example.com", "try", Some("dry@x"), "", "x\r\n");
     for _ in 0..2 {
-        let o = db.engine().process(&envelope("", &[SUPPORT]), &raw, Options { dry_run: true }).unwrap();
+        let o = db.engine().process(&envelope("", &[SUPPORT]), &raw, Options { dry_run: true, ..Options::default() }).unwrap();
         assert_eq!((o[0].outcome, number(&o[0])), (Verdict::Created, "T20261127.0001".to_string()));
     }
     assert_eq!(db.count("SELECT count(*) AS n FROM processed_messages"), 0);

@@ -131,6 +131,21 @@ fn check_conf(rows: ConfRows, problems: &mut Vec<String>, notes: &mut Vec<String
         snapshot.rules.len(),
         snapshot.exclusions.len()
     ));
+    let rows = snapshot.rows();
+    let template_problems = crate::notify::template::check(&rows.templates);
+    if template_problems.is_empty() {
+        notes.push(format!(
+            "{} notification template(s) render ({} active)",
+            rows.templates.len(),
+            rows.templates.iter().filter(|t| t.active).count()
+        ));
+    }
+    for p in template_problems {
+        if !problems.contains(&p) {
+            problems.push(p);
+        }
+    }
+    notes.push(format!("{} workflow rule(s) compiled", snapshot.workflow.len()));
     let trust = &snapshot.settings.trust;
     if trust.authserv_ids.is_empty() && trust.networks.is_empty() {
         notes.push("commands by mail (#T=) work only for SMTP-authenticated staff: no trusted_authserv_ids or trusted_networks are set".into());

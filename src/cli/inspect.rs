@@ -110,6 +110,7 @@ pub fn explain(ctx: &Context, a: ExplainArgs) -> Result<i32> {
     let engine = Engine::new(ctx.open_store()?)?;
     let mut envelope = Envelope::new(a.rcpt.iter().map(|r| r.trim().trim_matches(['<', '>']).to_string()));
     envelope.sender = a.from.as_deref().map(|f| f.trim().trim_matches(['<', '>']).to_string()).unwrap_or_default();
+    envelope.null_sender = a.from.as_deref().is_some_and(|f| f.trim() == "<>");
     envelope.auth_user = a.auth;
     envelope.client_addr = a.client;
     for (outcome, trace) in engine.explain(envelope, raw)? {

@@ -4,6 +4,7 @@
 mod admin;
 mod check;
 mod inspect;
+mod notify;
 mod process;
 
 use clap::{Parser, Subcommand};
@@ -94,6 +95,18 @@ pub enum Command {
     Messages(inspect::MessagesCmd),
     /// Show how a message would be decided, step by step (nothing is written)
     Explain(inspect::ExplainArgs),
+    /// Notifications queued for sending: send, list, retry, purge
+    #[command(subcommand)]
+    Outbox(notify::OutboxCmd),
+    /// Notification templates (minijinja; `template check` renders them all)
+    #[command(subcommand)]
+    Template(notify::TemplateCmd),
+    /// Workflow rules: on events, when conditions hold, do actions
+    #[command(subcommand)]
+    Rule(notify::RuleCmd),
+    /// Queue members (round-robin assignment and queue_members notifications)
+    #[command(subcommand)]
+    Queue(notify::QueueCmd),
 }
 
 /// The configuration and database a command works with.
@@ -183,6 +196,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::WorkType(c) => admin::work_type(&ctx, c),
         Command::Messages(c) => inspect::messages(&ctx, c),
         Command::Explain(a) => inspect::explain(&ctx, a),
+        Command::Outbox(c) => notify::outbox_cmd(&ctx, c),
+        Command::Template(c) => notify::template_cmd(&ctx, c),
+        Command::Rule(c) => notify::rule_cmd(&ctx, c),
+        Command::Queue(c) => notify::queue_cmd(&ctx, c),
     }
 }
 

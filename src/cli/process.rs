@@ -14,7 +14,7 @@ pub struct ProcessArgs {
     /// Envelope recipient (repeat for several)
     #[arg(long = "rcpt", value_name = "ADDR", required = true)]
     pub rcpt: Vec<String>,
-    /// Envelope sender (default: the null sender <>)
+    /// Envelope sender; `<>` is the null sender of bounces and automatic replies (default: unknown)
     #[arg(long = "from", value_name = "ADDR")]
     pub from: Option<String>,
     /// Decide and report, but write nothing
@@ -54,8 +54,9 @@ pub fn run(ctx: &Context, args: ProcessArgs) -> Result<i32> {
         .as_deref()
         .map(|f| f.trim().trim_matches(['<', '>']).to_string())
         .unwrap_or_default();
+    envelope.null_sender = args.from.as_deref().is_some_and(|f| f.trim() == "<>");
     envelope.queue_id = args.queue_id.clone();
-    let outcomes = engine.process(&envelope, &raw, Options { dry_run: args.dry_run })?;
+    let outcomes = engine.process(&envelope, &raw, Options { dry_run: args.dry_run, ..Options::default() })?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for o in outcomes {

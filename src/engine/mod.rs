@@ -2,6 +2,7 @@
 //! facts, decide and apply. The milter, the `process` command, the tests and the benchmarks all
 //! call `Engine::process`.
 
+mod follow;
 mod writer;
 
 use std::sync::{Arc, RwLock};
@@ -16,6 +17,9 @@ use crate::store::{self, AnyConnection, Finish, Store, apply};
 pub struct Options {
     /// Decide and write as usual, then roll everything back.
     pub dry_run: bool,
+    /// Refusals are answered in the SMTP dialogue (the milter rejects or tempfails them), so
+    /// the sender gets no failure notice by mail; the administrator's notice is queued anyway.
+    pub smtp_refuses: bool,
 }
 
 /// A message made ready for the database: parsed, scoped, keyed. Pure work, done outside any
@@ -29,6 +33,7 @@ pub struct Prepared {
     /// (recipient as given, its mailbox), one per distinct mailbox.
     pub targets: Vec<(String, Mailbox)>,
     pub snapshot: Arc<Snapshot>,
+    pub options: Options,
 }
 
 /// The conversion engine: a store, the current compiled configuration, and the writer that
@@ -100,7 +105,7 @@ impl Engine {
         } else {
             pipeline::parse(&raw)
         };
-        let analysis = pipeline::analyse(&inbound, &envelope, &snapshot);
+        let analysis = pipeline::analyse(&inbound, &raw, &envelope, &snapshot);
         Prepared {
             envelope,
             raw,
@@ -108,6 +113,7 @@ impl Engine {
             analysis,
             targets,
             snapshot,
+            options: Options::default(),
         }
     }
 
@@ -136,7 +142,8 @@ impl Engine {
     /// fail its neighbours), commits once, then answers every caller. A durable commit costs a
     /// disk flush; sharing it is what lets throughput exceed one flush per message.
     pub fn process_owned(&self, envelope: Envelope, raw: Vec<u8>, opts: Options) -> Result<Vec<Outcome>> {
-        let prepared = self.prepare(envelope, raw);
+        let mut prepared = self.prepare(envelope, raw);
+        prepared.options = opts;
         if prepared.targets.is_empty() {
             return Ok(vec![not_ours(&prepared.envelope)]);
         }
@@ -152,6 +159,7 @@ impl Engine {
     /// (`ticketmilter explain`): what it would become, and why.
     pub fn explain(&self, envelope: Envelope, raw: Vec<u8>) -> Result<Vec<(Outcome, Vec<String>)>> {
         let p = self.prepare(envelope, raw);
+        let auto = &p.analysis.auto;
         if p.targets.is_empty() {
             return Ok(vec![(not_ours(&p.envelope), vec!["no recipient is an active mailbox".to_string()])]);
         }
@@ -169,6 +177,10 @@ impl Engine {
         if let Some(Ok(f)) = &p.analysis.indicators {
             head.push(format!("first line holds indicators: {:?}", f.line));
         }
+        match &auto.reason {
+            Some(r) => head.push(format!("auto-generated ({:?}): {r}", auto.kind)),
+            None => head.push("written by a person (no sign of automatic mail)".to_string()),
+        }
         let settings = &p.snapshot.settings;
         let now = p.envelope.received_at.naive_utc();
         let day = settings.time_zone.local(p.envelope.received_at).format("%Y%m%d").to_string();
@@ -178,7 +190,7 @@ impl Engine {
                 let plan = plan_for(c, &p, rcpt, mailbox, now)?;
                 let ctx = apply::Context {
                     queue_id: None,
-                    envelope_from: &p.envelope.sender,
+                    envelope_from: if p.envelope.null_sender { "<>" } else { &p.envelope.sender },
                     day: &day,
                     now,
                     raw: None,
@@ -186,9 +198,11 @@ impl Engine {
                     auth_user: p.envelope.auth_user.as_deref(),
                 };
                 let applied = apply::apply(c, &plan, &ctx).map_err(crate::error::Error::from)?;
+                let followed = follow::follow(c, &p, &plan, &applied, &p.options, now).map_err(crate::error::Error::from)?;
                 let mut trace = head.clone();
                 trace.extend(plan.trace.iter().cloned());
-                out.push((report(&plan, applied, &p.inbound, &p.snapshot), trace));
+                trace.extend(followed.trace.iter().cloned());
+                out.push((report(&plan, applied, followed, &p), trace));
             }
             Ok(out)
         })
@@ -223,7 +237,8 @@ impl Engine {
         }
         // The envelope as it was: trust and dates are judged as on arrival.
         let envelope = Envelope {
-            sender: view.envelope_from.clone(),
+            sender: if view.envelope_from == "<>" { String::new() } else { view.envelope_from.clone() },
+            null_sender: view.envelope_from == "<>",
             recipients: vec![view.envelope_rcpt.clone()],
             queue_id: view.queue_id.clone(),
             client_addr: view.client_addr.as_deref().and_then(|a| a.parse().ok()),
@@ -273,6 +288,9 @@ pub fn not_ours(envelope: &Envelope) -> Outcome {
         reason: Some("no recipient is an active mailbox".into()),
         failure: None,
         time: None,
+        notices: Vec::new(),
+        rules: Vec::new(),
+        auto: None,
     }
 }
 
@@ -295,7 +313,7 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
                 let plan = plan_for(c, p, rcpt, mailbox, now)?;
                 let ctx = apply::Context {
                     queue_id: p.envelope.queue_id.as_deref(),
-                    envelope_from: &p.envelope.sender,
+                    envelope_from: if p.envelope.null_sender { "<>" } else { &p.envelope.sender },
                     day: &day,
                     now,
                     raw,
@@ -303,7 +321,8 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
                     auth_user: p.envelope.auth_user.as_deref(),
                 };
                 let applied = apply::apply(c, &plan, &ctx)?;
-                Ok(report(&plan, applied, &p.inbound, &p.snapshot))
+                let followed = follow::follow(c, p, &plan, &applied, &p.options, now)?;
+                Ok(report(&plan, applied, followed, p))
             });
             match result {
                 Ok(o) => break o,
@@ -335,7 +354,8 @@ pub fn plan_for(conn: &mut AnyConnection, p: &Prepared, rcpt: &str, mailbox: &Ma
 }
 
 /// The outcome a plan and its write amount to.
-fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound, snapshot: &Snapshot) -> Outcome {
+fn report(plan: &Plan, applied: apply::Applied, followed: follow::Followed, p: &Prepared) -> Outcome {
+    let inbound = &p.inbound;
     let a = &plan.attribution;
     let sender = Some(SenderReport {
         address: a.address.clone(),
@@ -355,6 +375,9 @@ fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound, snapshot: &Sn
         reason: plan.reason.clone(),
         failure: None,
         time: None,
+        notices: Vec::new(),
+        rules: Vec::new(),
+        auto: None,
     };
     match &plan.action {
         Action::CreateTicket(t) => {
@@ -402,6 +425,8 @@ fn report(plan: &Plan, applied: apply::Applied, inbound: &Inbound, snapshot: &Sn
             o.title = Some(inbound.subject.clone());
         }
     }
-    let _ = snapshot;
+    o.notices = followed.notices;
+    o.rules = followed.rules;
+    o.auto = p.analysis.auto.reason.clone();
     o
 }

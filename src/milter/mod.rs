@@ -305,6 +305,7 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
     } else {
         let envelope = Envelope {
             sender: bare_address(&session.sender),
+            null_sender: bare_address(&session.sender).is_empty(),
             recipients: session.rcpts.iter().map(|r| bare_address(r)).collect(),
             queue_id: (qid != "NOQUEUE").then(|| qid.clone()),
             client_addr: session.client,
@@ -314,13 +315,19 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         let raw = std::mem::take(&mut session.raw);
         let engine = shared.engine.clone();
         let deadline = Duration::from_secs(settings.eom_timeout);
+        // A refusal answered with 5xx/4xx tells the sender already; no failure notice by mail.
+        let refuses = matches!(policies.on_unknown_sender, Policy::Reject | Policy::Tempfail);
         // Parsing runs on the blocking pool; the database work on the engine's writer, whose
         // commit is awaited here without a thread held for it.
         let log_envelope = envelope.clone();
         let work = async move {
             let prepared = tokio::task::spawn_blocking({
                 let engine = engine.clone();
-                move || engine.prepare(envelope, raw)
+                move || {
+                    let mut p = engine.prepare(envelope, raw);
+                    p.options.smtp_refuses = refuses;
+                    p
+                }
             })
             .await?;
             Ok::<_, tokio::task::JoinError>((engine.commit_prepared(prepared).await, log_envelope))
@@ -516,6 +523,18 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
 
+    // The notification sender: its own thread, blocking SMTP, never inside a transaction.
+    let notify_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let notifier = if config.notify.enabled {
+        let handle = crate::notify::worker::spawn(engine.store().clone(), config.notify.clone(), notify_stop.clone())
+            .map_err(|e| Error::Internal(format!("cannot start the notification sender: {e}")))?;
+        info!("notifications are sent through {}:{}", config.notify.relay, config.notify.port);
+        Some(handle)
+    } else {
+        info!("notifications are queued but not sent here (notify.enabled = false)");
+        None
+    };
+
     // Signals and periodic SQL reloads.
     let control_shared = shared.clone();
     let control = tokio::spawn(async move {
@@ -566,6 +585,11 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
     })
     .await;
     control.abort();
+    notify_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(h) = notifier {
+        // The sender finishes the message it is on (bounded by notify.timeout).
+        let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    }
     info!("ticketmilter stopped");
     served.map_err(|e| Error::Internal(format!("the listener failed: {e}")))
 }

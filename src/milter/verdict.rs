@@ -272,6 +272,9 @@ mod tests {
             reason: (v == Verdict::Rejected).then(|| "sender x@y is not known".to_string()),
             failure: (v == Verdict::Rejected).then_some(crate::model::Failure::UnknownSender),
             time: None,
+            notices: Vec::new(),
+            rules: Vec::new(),
+            auto: None,
         }
     }
 

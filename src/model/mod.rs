@@ -7,8 +7,10 @@ use serde::Serialize;
 /// What the MTA told us about one message, independent of its content.
 #[derive(Debug, Clone)]
 pub struct Envelope {
-    /// `MAIL FROM` without angle brackets; empty for the null sender `<>`.
+    /// `MAIL FROM` without angle brackets; empty for the null sender `<>` or when unknown.
     pub sender: String,
+    /// `MAIL FROM:<>`: the null sender of bounces and automatic replies (not merely unknown).
+    pub null_sender: bool,
     /// Every `RCPT TO`, without angle brackets, in the order given.
     pub recipients: Vec<String>,
     /// MTA queue id (`{i}`), when known.
@@ -30,6 +32,7 @@ impl Envelope {
     {
         Envelope {
             sender: String::new(),
+            null_sender: false,
             recipients: recipients.into_iter().map(Into::into).collect(),
             queue_id: None,
             client_addr: None,
@@ -825,4 +828,27 @@ pub struct Outcome {
     pub failure: Option<Failure>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time: Option<TimeReport>,
+    /// Notifications queued in the outbox with the object.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<NoticeReport>,
+    /// Workflow rules that fired, by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    /// Auto-generated mail: what gave it away.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto: Option<String>,
+}
+
+/// A notification queued (or left out, with the reason) for an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NoticeReport {
+    /// `acknowledgement`, `failure` or `notification`.
+    pub kind: String,
+    pub to: String,
+    pub template: String,
+    /// Our Message-ID of the notification (empty when it was not queued).
+    pub message_id: String,
+    /// Why it was not queued (rate limit), when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<String>,
 }

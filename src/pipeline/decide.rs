@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use super::content::{self, Limits};
 use super::numbers::{self, NumberKind};
 use super::rules::RuleResult;
-use super::snapshot::{CrossCompany, DuplicateAction, LoopAction, Snapshot, find_id, names};
-use super::{alerts, forward, indicators, quotes, trust};
+use super::snapshot::{AutoMailAction, CrossCompany, DuplicateAction, LoopAction, Snapshot, find_id, names};
+use super::{alerts, auto, forward, indicators, quotes, trust};
 use crate::model::{
     Action, Address, Attribution, CcOnly, CompanyRef, CompletedTicket, ContactChoice, Envelope, Facts, Failure,
     Inbound, LookupKeys, Mailbox, NewContact, NewNote, NewTicket, NewTimeEntry, NoteTarget, Plan, SenderKind, Target,
@@ -37,6 +37,8 @@ pub struct Analysis {
     pub cc: Vec<String>,
     /// A `Resent-From` (the message was redirected by this address).
     pub resent_from: Option<String>,
+    /// Whether the message is auto-generated (auto-reply, bounce, list …) or our own.
+    pub auto: auto::AutoMail,
 }
 
 /// A customer's mail forwarded by staff with the forward marker.
@@ -47,8 +49,9 @@ pub struct Forwarded {
     pub text: String,
 }
 
-/// Read a message once: alert block, indicators, trust, forward marker, subject key.
-pub fn analyse(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot) -> Analysis {
+/// Read a message once: alert block, indicators, trust, forward marker, subject key, and
+/// whether a machine wrote it. `raw` is the message as received.
+pub fn analyse(inbound: &Inbound, raw: &[u8], envelope: &Envelope, snapshot: &Snapshot) -> Analysis {
     let found = alerts::find(&inbound.text);
     let (alert, text) = match found {
         Some(f) => (Some(f.alert), f.text),
@@ -88,6 +91,16 @@ pub fn analyse(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot) -> A
         to: lower(&inbound.to),
         cc: lower(&inbound.cc),
         resent_from: inbound.resent_from.as_ref().map(|a| a.email.clone()),
+        auto: auto::detect(
+            inbound,
+            raw,
+            match (envelope.null_sender, envelope.sender.as_str()) {
+                (true, _) => Some(""),
+                (false, "") => None,
+                (false, s) => Some(s),
+            },
+            &auto::Own { loop_names: &snapshot.own_domains, message_id_domains: &snapshot.own_domains },
+        ),
     }
 }
 
@@ -100,6 +113,12 @@ pub fn keys(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot, analysi
     for id in inbound.references.iter().rev() {
         if !referenced_ids.contains(id) {
             referenced_ids.push(id.clone());
+        }
+    }
+    // A bounce threads to the ticket of the notification it returns.
+    if let Some(id) = analysis.auto.bounce.as_ref().and_then(|b| b.original_message_id.as_ref()) {
+        if !referenced_ids.contains(id) {
+            referenced_ids.insert(0, id.clone());
         }
     }
     referenced_ids.truncate(50);
@@ -191,6 +210,10 @@ struct Decision<'a> {
     /// The sender is a resource whose mail is believed: authenticated, or no means to tell are
     /// configured (no trusted verifiers or networks). Forged staff addresses are outsiders.
     staff: bool,
+    /// Auto-generated mail: notes are internal whatever the mailbox says.
+    internal_only: bool,
+    /// The queue a new ticket goes to instead of the mailbox's (auto-generated mail).
+    queue_override: Option<i64>,
 }
 
 impl<'a> Decision<'a> {
@@ -219,7 +242,7 @@ impl<'a> Decision<'a> {
         let s = &i.snapshot.settings;
         let trust_configured = !s.trust.authserv_ids.is_empty() || !s.trust.networks.is_empty();
         let staff = i.facts.resource.is_some() && (i.analysis.trust.is_ok() || !trust_configured);
-        Decision { i, plan, remarks: Vec::new(), unknown_number: None, staff }
+        Decision { i, plan, remarks: Vec::new(), unknown_number: None, staff, internal_only: false, queue_override: None }
     }
 
     fn trace(&mut self, line: impl Into<String>) {
@@ -260,6 +283,14 @@ impl<'a> Decision<'a> {
         self.trace(format!("first time this message ({}) reaches the mailbox", i.keys.dedup_key));
         for line in &i.rules.trace {
             self.trace(line.clone());
+        }
+
+        // Our own notification passing back through the MTA (e.g. to a mailbox address).
+        if i.analysis.auto.ours {
+            let why = i.analysis.auto.reason.clone().unwrap_or_default();
+            self.trace(format!("our own notification ({why}) → not converted"));
+            self.finish(Action::Ignore, Some(format!("one of our own notifications ({why}); never converted")));
+            return;
         }
 
         // Excluded senders.
@@ -325,9 +356,57 @@ impl<'a> Decision<'a> {
             }
         }
 
+        if i.analysis.auto.is_auto() {
+            self.auto_mail(target);
+            return;
+        }
+
         match target {
             Some(t) => self.to_existing(t),
             None => self.new_ticket(None),
+        }
+    }
+
+    /// Auto-generated mail: never commands, never a status change, never answered (the
+    /// notifications stage reads `auto` too). A ticket named by number gets an internal note;
+    /// otherwise the `auto_mail` setting decides.
+    fn auto_mail(&mut self, target: Option<Target>) {
+        let i = self.i;
+        let auto = &i.analysis.auto;
+        let why = auto.reason.clone().unwrap_or_else(|| "auto-generated".into());
+        self.trace(format!("auto-generated mail ({:?}): {why}", auto.kind));
+        let by_number = i.facts.numbered.iter().any(|(_, t)| t.is_some());
+        let setting = i.snapshot.settings.auto_mail;
+        self.internal_only = true;
+        match target {
+            Some(t) if by_number || setting != AutoMailAction::Ignore => {
+                let (allowed, noun) = match &t {
+                    Target::Ticket(_) => (i.mailbox.allowed.ticket_notes, "ticket notes"),
+                    Target::Project(_) => (i.mailbox.allowed.project_notes, "project notes"),
+                    Target::Task(_) => (i.mailbox.allowed.task_notes, "task notes"),
+                };
+                if !allowed {
+                    let reason = format!("auto-generated mail ({why}) for {}: mailbox {} does not accept {noun}", t.number(), i.mailbox.address);
+                    self.finish(Action::Ignore, Some(reason));
+                    return;
+                }
+                self.remarks.push(format!("auto-generated mail ({why}): internal note, status unchanged, not answered"));
+                self.note(t, false, None, None);
+            }
+            Some(t) => {
+                let reason = format!("auto-generated mail ({why}) threading to {} is not converted (auto_mail = ignore)", t.number());
+                self.finish(Action::Ignore, Some(reason));
+            }
+            None if setting == AutoMailAction::Ticket => {
+                self.queue_override = i.snapshot.auto_mail_queue_id;
+                self.remarks.push(format!("auto-generated mail ({why}): not answered"));
+                self.new_ticket(None);
+            }
+            None => {
+                let reason = format!("auto-generated mail ({why}) that belongs to no ticket is not converted");
+                self.trace(format!("auto_mail = {} → ignored", if setting == AutoMailAction::Note { "note" } else { "ignore" }));
+                self.finish(Action::Ignore, Some(reason));
+            }
         }
     }
 
@@ -631,7 +710,7 @@ impl<'a> Decision<'a> {
             author_contact_id: a.contact.as_ref().map(|c| c.id),
             author_resource_id: a.resource.as_ref().map(|r| r.id),
             author_address: a.address.clone().unwrap_or_default(),
-            visibility: if unverified { Visibility::Internal } else { i.mailbox.note_visibility },
+            visibility: if unverified || self.internal_only { Visibility::Internal } else { i.mailbox.note_visibility },
             unverified,
             mailbox_id: i.mailbox.id,
             attachments: content.attachments,
@@ -867,7 +946,7 @@ impl<'a> Decision<'a> {
         let r = i.rules;
         let alert = i.analysis.alert.as_ref();
         let refs = &i.snapshot.refs;
-        let mut queue_id = r.queue_id.unwrap_or(m.queue_id);
+        let mut queue_id = self.queue_override.or(r.queue_id).unwrap_or(m.queue_id);
         let mut priority_id = r.priority_id.unwrap_or(m.priority_id);
         let mut issue_type_id = r.issue_type_id.or(m.issue_type_id);
         let mut sub_issue_type_id = m.sub_issue_type_id;

@@ -307,7 +307,7 @@ impl Case {
     /// The lookup keys of the message.
     fn keys(&self) -> LookupKeys {
         let snapshot = self.snapshot();
-        let analysis = analyse(&self.inbound, &self.envelope, &snapshot);
+        let analysis = analyse(&self.inbound, b"", &self.envelope, &snapshot);
         let rules = self.rule_result(&snapshot);
         keys(&self.inbound, &self.envelope, &snapshot, &analysis, &rules)
     }
@@ -320,7 +320,7 @@ impl Case {
     /// Decide with the analysis adjusted by hand.
     fn run_with(&self, tweak: impl FnOnce(&mut Analysis)) -> Plan {
         let snapshot = self.snapshot();
-        let mut analysis = analyse(&self.inbound, &self.envelope, &snapshot);
+        let mut analysis = analyse(&self.inbound, b"", &self.envelope, &snapshot);
         tweak(&mut analysis);
         let rules = self.rule_result(&snapshot);
         let keys = keys(&self.inbound, &self.envelope, &snapshot, &analysis, &rules);
@@ -2076,4 +2076,128 @@ fn a_forged_staff_address_is_an_outsider_once_trust_is_configured() {
     // Authenticated (SMTP AUTH), the same sender is staff again.
     let p = case().resource(true).about_ticket(acme_ticket()).set("trusted_authserv_ids", "mx.msp.example").run();
     assert!(!noted(&p).unverified, "{}", explain(&p));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auto-generated mail: never answered, never a status change, never a command.
+// ---------------------------------------------------------------------------------------------
+
+impl Case {
+    /// A header field of the message (lower-case name, as the parser keeps them).
+    fn header(mut self, name: &str, value: &str) -> Self {
+        self.inbound.headers.push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// An out-of-office reply (RFC 3834 `Auto-Submitted: auto-replied`).
+    fn out_of_office(self) -> Self {
+        self.header("Auto-Submitted", "auto-replied").subject("Automatic reply: Printer on floor 2 is broken")
+    }
+
+    /// The message threads (References) to a ticket, as the store would find it.
+    fn threads_to(mut self, t: TicketRef) -> Self {
+        let id = "tm.T20240101.0001.00aa@msp.example".to_string();
+        self.inbound.references = vec![id.clone()];
+        self.facts.referenced = Some((id, t));
+        self
+    }
+}
+
+#[test]
+fn an_auto_reply_that_belongs_to_no_ticket_is_not_converted() {
+    let p = case().contact().out_of_office().run();
+    assert_ignored(&p);
+    assert!(reason(&p).contains("auto-generated") && reason(&p).contains("Auto-Submitted"), "{}", explain(&p));
+}
+
+#[test]
+fn an_auto_reply_to_a_ticket_by_number_is_an_internal_note_that_reopens_nothing() {
+    let p = case().contact().out_of_office().about_ticket(completed()).run();
+    let n = noted(&p);
+    assert_eq!(n.visibility, Visibility::Internal);
+    assert_eq!(n.set_status, None, "a completed ticket stays completed");
+    assert_eq!(note_on_ticket(n).id, 500);
+    assert!(reason(&p).contains("not answered"), "{}", explain(&p));
+}
+
+#[test]
+fn an_auto_reply_threading_by_references_is_a_note_unless_auto_mail_is_ignore() {
+    let p = case().contact().out_of_office().threads_to(acme_ticket()).run();
+    assert_eq!(noted(&p).visibility, Visibility::Internal);
+    let p = case().contact().out_of_office().threads_to(acme_ticket()).set("auto_mail", "ignore").run();
+    assert_ignored(&p);
+    assert!(reason(&p).contains("auto_mail = ignore"), "{}", explain(&p));
+    // A number in the subject is an existing ticket whatever the setting says.
+    let p = case().contact().out_of_office().about_ticket(acme_ticket()).set("auto_mail", "ignore").run();
+    assert_eq!(noted(&p).visibility, Visibility::Internal);
+}
+
+#[test]
+fn auto_mail_may_become_a_ticket_in_its_own_queue() {
+    let p = case().contact().header("Precedence", "bulk").set("auto_mail", "ticket").set("auto_mail_queue", "Monitoring").run();
+    assert_eq!(created(&p).queue_id, 2);
+    let p = case().contact().header("Precedence", "bulk").set("auto_mail", "ticket").run();
+    assert_eq!(created(&p).queue_id, 1, "without auto_mail_queue the mailbox's queue");
+}
+
+#[test]
+fn an_unknown_auto_mail_queue_is_a_configuration_problem() {
+    let mut c = case().set("auto_mail_queue", "Nowhere");
+    c.rows.mailboxes.push(c.mailbox.clone());
+    let s = Snapshot::build(c.rows.clone());
+    assert!(s.problems.iter().any(|p| p.contains("auto_mail_queue") && p.contains("Service Desk")), "{:?}", s.problems);
+}
+
+#[test]
+fn commands_in_auto_generated_mail_are_never_carried_out() {
+    let p = case().resource(true).header("Auto-Submitted", "auto-generated").about_ticket(acme_ticket()).text("#T=1h\nbooked by a robot").run();
+    let n = noted(&p);
+    assert_eq!(n.visibility, Visibility::Internal);
+    assert!(n.body.contains("#T=1h"), "the indicator line stays text");
+}
+
+#[test]
+fn a_mailing_list_copy_is_auto_generated() {
+    let p = case().contact().header("List-Id", "<users.lists.example.org>").run();
+    assert_ignored(&p);
+}
+
+#[test]
+fn our_own_notification_passing_back_is_never_converted() {
+    let p = case().contact().header("X-Ticketmilter-Loop", "msp.example").about_ticket(acme_ticket()).run();
+    assert_ignored(&p);
+    assert!(reason(&p).contains("our own notifications"), "{}", explain(&p));
+    // Another installation's loop header is automatic mail, but not ours.
+    let p = case().contact().header("X-Ticketmilter-Loop", "desk.other.example").about_ticket(acme_ticket()).run();
+    assert_eq!(noted(&p).visibility, Visibility::Internal);
+}
+
+#[test]
+fn mail_from_people_is_not_auto_generated() {
+    let p = case().contact().header("X-Mailer", "Microsoft Outlook 16.0").header("X-MS-Exchange-Organization-SCL", "1").run();
+    created(&p);
+}
+
+#[test]
+fn a_bounce_threads_to_the_ticket_of_the_notification_it_returns() {
+    let mut c = case();
+    c.inbound.from = Some(addr("Mail Delivery System", "MAILER-DAEMON@mx.acme.example"));
+    c.envelope.sender.clear();
+    c.envelope.null_sender = true;
+    c.inbound.subject = "Undelivered Mail Returned to Sender".into();
+    c.inbound.in_reply_to = vec!["unrelated@acme.example".into()];
+    let snapshot = c.snapshot();
+    let mut analysis = analyse(&c.inbound, b"", &c.envelope, &snapshot);
+    assert!(analysis.auto.is_auto(), "a null sender and MAILER-DAEMON are automatic");
+    analysis.auto.bounce = Some(auto::Bounce {
+        original_message_id: Some("tm.T20240101.0001.00aa@msp.example".into()),
+        permanent: true,
+        ..auto::Bounce::default()
+    });
+    let rules = c.rule_result(&snapshot);
+    let k = keys(&c.inbound, &c.envelope, &snapshot, &analysis, &rules);
+    assert_eq!(k.referenced_ids.first().map(String::as_str), Some("tm.T20240101.0001.00aa@msp.example"));
+    // With the ticket found, the bounce is an internal note on it.
+    let p = c.threads_to(acme_ticket()).run();
+    assert_eq!(noted(&p).visibility, Visibility::Internal);
 }

@@ -8,6 +8,8 @@ use super::rules::{CompiledRules, RuleDef};
 use super::tags::{TagDef, TagMatcher};
 use super::trust::{Network, TrustPolicy};
 use crate::model::Mailbox;
+use crate::notify::template::{TemplateSource, Templates};
+use crate::workflow::{RuleRow as WorkflowRow, RuleSet};
 
 /// Where local dates (ticket numbers, default titles) are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +111,32 @@ pub struct Settings {
     pub cross_company: CrossCompany,
     /// `forward_marker`: first-line marker with which staff forward a customer's mail ("" off).
     pub forward_marker: String,
+    /// `notify_from`: From of notifications ("" : the mailbox's name and address).
+    pub notify_from: String,
+    /// `message_id_domain`: domain of our Message-IDs and loop header ("" : the mailbox's domain).
+    pub message_id_domain: String,
+    /// `ticket_url`: link to a ticket in notifications, `{number}` replaced ("" none).
+    pub ticket_url: String,
+    /// `reply_limit` automatic replies per recipient in `reply_window_hours` (0: none at all).
+    pub reply_limit: u32,
+    pub reply_window_hours: u32,
+    /// `auto_mail`: what auto-generated mail that names no ticket by number becomes.
+    pub auto_mail: AutoMailAction,
+    /// `auto_mail_queue`: queue of tickets made from auto-generated mail ("" : the mailbox's).
+    pub auto_mail_queue: String,
+    /// `failure_notify`: administrator address told about every failure ("" nobody).
+    pub failure_notify: String,
+}
+
+/// What auto-generated mail (auto-replies, bounces, lists) that names no ticket by number becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoMailAction {
+    /// An internal note on the ticket it threads to (In-Reply-To/References); otherwise ignored.
+    Note,
+    /// Nothing (accepted unconverted).
+    Ignore,
+    /// A note on the ticket it threads to; otherwise a new ticket in `auto_mail_queue`.
+    Ticket,
 }
 
 impl Default for Settings {
@@ -129,6 +157,14 @@ impl Default for Settings {
             trust: TrustPolicy { authserv_ids: Vec::new(), networks: Vec::new() },
             cross_company: CrossCompany::UnverifiedNote,
             forward_marker: "#fwd".to_string(),
+            notify_from: String::new(),
+            message_id_domain: String::new(),
+            ticket_url: String::new(),
+            reply_limit: 40,
+            reply_window_hours: 24,
+            auto_mail: AutoMailAction::Note,
+            auto_mail_queue: String::new(),
+            failure_notify: String::new(),
         }
     }
 }
@@ -149,6 +185,14 @@ pub const SETTING_KEYS: &[(&str, &str, &str)] = &[
     ("trusted_networks", "", "comma-separated networks (CIDR) whose clients are trusted for commands by mail"),
     ("cross_company", "unverified_note", "a ticket number from an outsider: unverified_note, new_ticket, or reject"),
     ("forward_marker", "#fwd", "first-line marker with which staff forward a customer's mail; empty turns it off"),
+    ("notify_from", "", "From of notifications, e.g. 'Help desk <support@example.com>'; empty: the mailbox's name and address"),
+    ("message_id_domain", "", "domain of our Message-IDs and of the X-Ticketmilter-Loop header; empty: the mailbox's domain"),
+    ("ticket_url", "", "link to a ticket for templates ({{ ticket_url }}), {number} is replaced, e.g. https://desk.example.com/t/{number}"),
+    ("reply_limit", "40", "most automatic replies to one address within reply_window_hours; over it replies are dropped (0: never reply)"),
+    ("reply_window_hours", "24", "the window of reply_limit, in hours"),
+    ("auto_mail", "note", "auto-generated mail naming no ticket number: note (on the ticket it threads to, else ignored), ignore, or ticket (new ticket in auto_mail_queue)"),
+    ("auto_mail_queue", "", "queue for tickets made from auto-generated mail (auto_mail = ticket); empty: the mailbox's queue"),
+    ("failure_notify", "", "administrator address told about every message that could not be converted, with the technical reason"),
 ];
 
 impl Settings {
@@ -232,6 +276,41 @@ impl Settings {
                     _ => problems.push(bad("expected unverified_note, new_ticket or reject")),
                 },
                 "forward_marker" => s.forward_marker = v.to_string(),
+                "notify_from" => match v {
+                    "" => s.notify_from.clear(),
+                    _ if v.contains('@') && !v.contains(['\r', '\n']) => s.notify_from = v.to_string(),
+                    _ => problems.push(bad("expected an address such as 'Help desk <support@example.com>'")),
+                },
+                "message_id_domain" => match v {
+                    "" => s.message_id_domain.clear(),
+                    _ if v.contains('.') && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') => {
+                        s.message_id_domain = v.to_ascii_lowercase()
+                    }
+                    _ => problems.push(bad("expected a domain name such as desk.example.com")),
+                },
+                "ticket_url" => s.ticket_url = v.to_string(),
+                "reply_limit" => match v.parse::<u32>() {
+                    Ok(n) => s.reply_limit = n,
+                    Err(_) => problems.push(bad("expected a whole number (0: no automatic replies)")),
+                },
+                "reply_window_hours" => match v.parse::<u32>() {
+                    Ok(n) if n > 0 => s.reply_window_hours = n,
+                    _ => problems.push(bad("expected a whole number of hours, at least 1")),
+                },
+                "auto_mail" => match v.to_ascii_lowercase().as_str() {
+                    "note" => s.auto_mail = AutoMailAction::Note,
+                    "ignore" => s.auto_mail = AutoMailAction::Ignore,
+                    "ticket" => s.auto_mail = AutoMailAction::Ticket,
+                    _ => problems.push(bad("expected note, ignore or ticket")),
+                },
+                "auto_mail_queue" => s.auto_mail_queue = v.to_string(),
+                "failure_notify" => match v {
+                    "" => s.failure_notify.clear(),
+                    _ if crate::model::domain_of(v).is_some() && !v.contains(char::is_whitespace) && !v.contains(['<', '>', ',']) => {
+                        s.failure_notify = v.to_string()
+                    }
+                    _ => problems.push(bad("expected one plain address such as helpdesk-admin@example.com")),
+                },
                 _ => problems.push(format!(
                     "unknown setting {key:?} (known: {})",
                     SETTING_KEYS.iter().map(|k| k.0).collect::<Vec<_>>().join(", ")
@@ -310,6 +389,12 @@ pub struct ConfRows {
     pub refs: RefData,
     pub exclusions: Vec<Exclusion>,
     pub rules: Vec<RuleDef>,
+    /// Active sources (id, name), for workflow conditions.
+    pub sources: Vec<(i64, String)>,
+    /// Notification templates (active or not).
+    pub templates: Vec<TemplateSource>,
+    /// Active workflow rules in order.
+    pub workflow: Vec<WorkflowRow>,
     /// Problems the store found while resolving rows (e.g. a bad enum value in a mailbox).
     pub problems: Vec<String>,
 }
@@ -322,6 +407,14 @@ pub struct Snapshot {
     pub refs: RefData,
     pub exclusions: Vec<Exclusion>,
     pub rules: CompiledRules,
+    /// Notification templates, compiled.
+    pub templates: Templates,
+    /// Workflow rules, compiled.
+    pub workflow: RuleSet,
+    /// Domains of our own Message-IDs and loop header (message_id_domain and every mailbox's).
+    pub own_domains: Vec<String>,
+    /// The queue of tickets made from auto-generated mail (`auto_mail_queue`), when set.
+    pub auto_mail_queue_id: Option<i64>,
     public_domains: HashSet<String>,
     pub settings: Settings,
     /// What was wrong in the rows (the snapshot works around it; `check` reports it).
@@ -345,6 +438,35 @@ impl Snapshot {
                 problems.push(format!("excluded sender {:?}: write an address (user@example.com) or a domain (@example.com)", x.pattern));
             }
         }
+        let (templates, template_problems) = Templates::compile(&rows.templates);
+        problems.extend(template_problems);
+        let (workflow, workflow_problems) =
+            RuleSet::compile(&rows.workflow, &rows.refs, &rows.sources, &|name| templates.by_name(name).is_some());
+        problems.extend(workflow_problems);
+        let auto_mail_queue_id = match settings.auto_mail_queue.trim() {
+            "" => None,
+            name => {
+                let id = find_id(&rows.refs.queues, name);
+                if id.is_none() {
+                    problems.push(format!(
+                        "setting auto_mail_queue = {name:?}: no such queue (queues: {}); the mailbox's queue is used",
+                        names(&rows.refs.queues)
+                    ));
+                }
+                id
+            }
+        };
+        let mut own_domains: Vec<String> = Vec::new();
+        if !settings.message_id_domain.is_empty() {
+            own_domains.push(settings.message_id_domain.clone());
+        }
+        for mb in &rows.mailboxes {
+            if let Some(d) = crate::model::domain_of(&mb.address) {
+                if !own_domains.contains(&d) {
+                    own_domains.push(d);
+                }
+            }
+        }
         let mut mailboxes = HashMap::new();
         for mb in rows.mailboxes {
             let key = mb.address.trim().to_ascii_lowercase();
@@ -359,6 +481,10 @@ impl Snapshot {
             refs: rows.refs,
             exclusions: rows.exclusions,
             rules,
+            templates,
+            workflow,
+            own_domains,
+            auto_mail_queue_id,
             public_domains: rows.public_domains.into_iter().map(|d| d.to_ascii_lowercase()).collect(),
             settings,
             problems,

@@ -11,6 +11,8 @@ use crate::pipeline::rules::RuleDef;
 use crate::pipeline::snapshot::{Exclusion, RefData};
 use crate::pipeline::ConfRows;
 use crate::pipeline::tags::TagDef;
+use crate::notify::template::TemplateSource;
+use crate::workflow::RuleRow as WorkflowRow;
 
 /// Ids used when a mailbox leaves a default open.
 #[derive(Debug, Clone, Copy)]
@@ -340,7 +342,109 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
             stop,
         })
         .collect();
+    rows.sources = ref_names(conn, RefTable::Source)?;
+    rows.templates = notification_templates::table
+        .order(notification_templates::id)
+        .select((
+            notification_templates::id,
+            notification_templates::name,
+            notification_templates::mailbox_id,
+            notification_templates::event,
+            notification_templates::subject,
+            notification_templates::body_text,
+            notification_templates::body_html,
+            notification_templates::active,
+        ))
+        .load::<(i64, String, Option<i64>, Option<String>, String, String, Option<String>, bool)>(conn)?
+        .into_iter()
+        .map(|(id, name, mailbox_id, event, subject, body_text, body_html, active)| TemplateSource {
+            id,
+            name,
+            mailbox_id,
+            event,
+            subject,
+            body_text,
+            body_html,
+            active,
+        })
+        .collect();
+    rows.workflow = workflow_rows(conn, false)?;
     Ok(rows)
+}
+
+/// Workflow rules in evaluation order (`all`: inactive ones too).
+pub fn workflow_rows(conn: &mut AnyConnection, all: bool) -> Result<Vec<WorkflowRow>> {
+    use workflow_rules as w;
+    let mut q = w::table.into_boxed();
+    if !all {
+        q = q.filter(w::active.eq(true));
+    }
+    type Conds = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<bool>);
+    type Acts = (Option<String>, Option<String>, Option<String>, Option<String>, Option<i32>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+    let rows = q
+        .order((w::position, w::id))
+        .select((
+            (w::id, w::position, w::name, w::active, w::on_events),
+            (
+                w::if_mailbox,
+                w::if_queue,
+                w::if_priority,
+                w::if_status,
+                w::if_company,
+                w::if_issue_type,
+                w::if_tag,
+                w::if_sender_domain,
+                w::if_subject,
+                w::if_body,
+                w::if_source,
+                w::if_auto,
+            ),
+            (
+                w::set_queue,
+                w::set_priority,
+                w::set_status,
+                w::set_issue_type,
+                w::due_in_hours,
+                w::assign,
+                w::add_tag,
+                w::notify_template,
+                w::notify_roles,
+                w::notify_addresses,
+            ),
+        ))
+        .load::<((i64, i32, String, bool, String), Conds, Acts)>(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|((id, position, name, active, on_events), c, a)| WorkflowRow {
+            id,
+            position,
+            name,
+            active,
+            on_events,
+            if_mailbox: c.0,
+            if_queue: c.1,
+            if_priority: c.2,
+            if_status: c.3,
+            if_company: c.4,
+            if_issue_type: c.5,
+            if_tag: c.6,
+            if_sender_domain: c.7,
+            if_subject: c.8,
+            if_body: c.9,
+            if_source: c.10,
+            if_auto: c.11,
+            set_queue: a.0,
+            set_priority: a.1,
+            set_status: a.2,
+            set_issue_type: a.3,
+            due_in_hours: a.4,
+            assign: a.5,
+            add_tag: a.6,
+            notify_template: a.7,
+            notify_roles: a.8,
+            notify_addresses: a.9,
+        })
+        .collect())
 }
 
 /// The names of active reference rows.

@@ -315,3 +315,8 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<MailboxView>> {
         })
         .collect())
 }
+
+/// The id of a mailbox by address (case-insensitive).
+pub fn id_by_address(conn: &mut AnyConnection, address: &str) -> Result<i64> {
+    mailbox_id(conn, address)?.ok_or_else(|| Error::Usage(format!("no mailbox {address} (see `ticketmilter mailbox list`)")))
+}

@@ -15,7 +15,9 @@ pub mod projects;
 pub mod processed;
 pub mod schema;
 pub mod tags;
+pub mod templates;
 pub mod tickets;
+pub mod workflow;
 
 use diesel::connection::{AnsiTransactionManager, Connection, TransactionManager};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};

@@ -301,3 +301,10 @@ pub fn counts(conn: &mut AnyConnection) -> Result<(i64, i64)> {
     let failed: i64 = outbox::table.filter(outbox::status.eq("failed")).count().get_result(conn)?;
     Ok((queued, failed))
 }
+
+/// Whether a notification with this Message-ID is queued already (failure notices of a message
+/// retried by the MTA are queued once).
+pub fn exists_message_id(conn: &mut AnyConnection, message_id: &str) -> Result<bool, StoreFail> {
+    let n: i64 = outbox::table.filter(outbox::message_id.eq(message_id)).count().get_result(conn)?;
+    Ok(n > 0)
+}

@@ -519,6 +519,8 @@ diesel::joinable!(mailboxes -> companies (fallback_company_id));
 
 diesel::joinable!(tasks -> projects (project_id));
 diesel::joinable!(ticket_contacts -> contacts (contact_id));
+diesel::joinable!(queue_members -> resources (resource_id));
+diesel::joinable!(queue_members -> queues (queue_id));
 diesel::joinable!(projects -> companies (company_id));
 diesel::joinable!(project_notes -> projects (project_id));
 diesel::joinable!(task_notes -> tasks (task_id));

@@ -377,6 +377,9 @@ pub struct Env {
     pub front_port: u16,
     pub sink_port: u16,
     pub milter_port: u16,
+    /// Where the milter's notification sender delivers (default: the milter'd smtpd, which
+    /// relays to the sink; a test may point it at a port it controls).
+    pub notify_port: u16,
     scratch: PathBuf,
     milter: Option<Daemon>,
     sink: Option<Daemon>,
@@ -394,6 +397,12 @@ impl Env {
     /// fixture is loaded and before the milter starts: its first snapshot has them, so no reload
     /// has to be waited for.
     pub fn start_with_settings(settings: &[(&str, &str)]) -> Env {
+        Env::start_with(settings, None)
+    }
+
+    /// [`Env::start_with_settings`], with the notification sender pointed at `notify_port`
+    /// (None: the milter'd smtpd, as an installation that relays through its own Postfix).
+    pub fn start_with(settings: &[(&str, &str)], notify_port: Option<u16>) -> Env {
         require_environment();
         let (pf_uid, pf_gid) = postfix_user();
         let base = if Path::new("/tmp").is_dir() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
@@ -427,6 +436,7 @@ impl Env {
             front_port: free_port(),
             sink_port: free_port(),
             milter_port: free_port(),
+            notify_port: 0,
             root,
             pf_dir,
             sink_dir,
@@ -436,6 +446,7 @@ impl Env {
             postfix_started: false,
             msg_seq: AtomicU32::new(0),
         };
+        env.notify_port = notify_port.unwrap_or(env.smtp_port);
         fs::write(
             &env.config_path,
             format!(
@@ -443,8 +454,11 @@ impl Env {
                  [database]\nurl = \"sqlite:{db}\"\nbusy_timeout_ms = 300\nconnect_timeout = 5\n\n\
                  [milter]\nsocket = \"inet:127.0.0.1:{port}\"\nmax_message_size = {max}\n\
                  reload_interval = 1\neom_timeout = 20\n\n\
+                 [notify]\nrelay = \"127.0.0.1\"\nport = {notify}\ninterval = 1\ntimeout = 10\n\
+                 backoff = 1\nbackoff_max = 2\nmax_attempts = 50\nlease = 30\n\n\
                  [log]\nlevel = \"info\"\ntarget = \"stderr\"\n",
                 db = env.db_path.display(),
+                notify = env.notify_port,
                 port = env.milter_port,
                 max = MAX_MESSAGE_SIZE
             ),
@@ -918,5 +932,39 @@ impl Drop for DbLock {
         if let Some(mut c) = self.0.take() {
             let _ = c.batch_execute("ROLLBACK;");
         }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Preparing the SQL configuration before the first message (tests/notifications.rs)
+// ------------------------------------------------------------------------------------------
+
+impl Env {
+    /// [`Env::start_with`], then `prepare` (admin commands on the test database, such as
+    /// `template enable acknowledgement`, which `start_with`'s settings cannot express), then
+    /// [`Env::reload_milter`]: the first message the test sends sees everything `prepare` wrote.
+    pub fn start_prepared(settings: &[(&str, &str)], notify_port: Option<u16>, prepare: impl FnOnce(&Env)) -> Env {
+        let env = Env::start_with(settings, notify_port);
+        prepare(&env);
+        env.reload_milter();
+        env
+    }
+
+    /// Send the milter SIGHUP and wait for the reload it causes. The SIGHUP handler reloads the
+    /// SQL configuration unconditionally and logs "SQL configuration reloaded" after its
+    /// "SIGHUP: reloading the configuration" line (one task runs both, in order), so the reload
+    /// waited for read everything written before the signal — unlike a periodic reload, which
+    /// may have read the rows half-way through a series of admin commands.
+    pub fn reload_milter(&self) {
+        let logged = self.milter_log().len();
+        let pid = self.milter.as_ref().expect("the milter runs").child.id() as i32;
+        // SAFETY: signalling the milter this Env started, by its pid.
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        wait_for("the milter to reload the SQL configuration after SIGHUP", EVENT_TIMEOUT, || {
+            let log = self.milter_log();
+            let new = log.get(logged..)?;
+            let at = new.find("SIGHUP: reloading the configuration")?;
+            new[at..].contains("SQL configuration reloaded").then_some(())
+        });
     }
 }

@@ -69,3 +69,53 @@ CREATE TABLE workflow_rules (
     notify_roles    TEXT,                       -- … to: contact, additional_contacts, assigned, queue_members, addresses (comma-separated)
     notify_addresses TEXT                       -- fixed addresses for the role 'addresses' (comma-separated)
 );
+
+-- Default templates: the acknowledgement and the sender's failure notice start switched off
+-- (`ticketmilter template enable acknowledgement`); the administrator's failure notice is on, and
+-- is sent only when the setting failure_notify names an address.
+INSERT INTO notification_templates (name, mailbox_id, event, subject, body_text, body_html, active) VALUES ('acknowledgement', NULL, 'ticket_created', '[{{ ticket_number }}] {{ original_subject }}', 'Hello{% if contact %} {{ contact }}{% endif %},
+
+We received your request and opened ticket {{ ticket_number }}: {{ ticket_title }}
+{% if queue %}
+It has been passed to our {{ queue }} team.
+{% endif %}
+
+To add information, reply to this message and keep {{ ticket_number }} in the subject.
+{% if ticket_url %}
+You can follow the ticket at {{ ticket_url }}
+{% endif %}
+
+Kind regards,
+{{ mailbox_name or mailbox }}
+', '<p>Hello{% if contact %} {{ contact }}{% endif %},</p>
+<p>We received your request and opened ticket <strong>{{ ticket_number }}</strong>: {{ ticket_title }}</p>
+{% if queue %}
+<p>It has been passed to our {{ queue }} team.</p>
+{% endif %}
+<p>To add information, reply to this message and keep {{ ticket_number }} in the subject.</p>
+{% if ticket_url %}
+<p><a href="{{ ticket_url }}">Follow the ticket online</a></p>
+{% endif %}
+<p>Kind regards,<br>{{ mailbox_name or mailbox }}</p>
+', 0);
+INSERT INTO notification_templates (name, mailbox_id, event, subject, body_text, body_html, active) VALUES ('failure', NULL, 'failure', 'Your message could not be processed: {{ original_subject }}', 'Hello,
+
+Thank you for your message "{{ original_subject }}" to {{ mailbox }}.
+Unfortunately we could not process it:
+
+{{ reason }}
+
+If you need help, please contact us by phone or from your registered e-mail address.
+
+Kind regards,
+{{ mailbox_name or mailbox }}
+', NULL, 0);
+INSERT INTO notification_templates (name, mailbox_id, event, subject, body_text, body_html, active) VALUES ('failure_admin', NULL, 'failure_admin', 'Message to {{ mailbox }} not processed: {{ original_subject }}', 'A message to {{ mailbox }} could not be processed.
+
+Sender:  {{ sender }}
+Subject: {{ original_subject }}
+Reason:  {{ technical_reason }}
+{% if reason %}
+Reply to the sender: {{ reason }}
+{% endif %}
+', NULL, 1);
