@@ -433,6 +433,19 @@ fn log_outcomes(qid: &str, env: &Envelope, outcomes: &[Outcome], plan: &EomPlan,
         if !removed.is_empty() {
             line.push_str(&format!(" removed={}", removed.join(",")));
         }
+        if o.auto.is_some() {
+            line.push_str(" auto=yes");
+        }
+        if !o.rules.is_empty() {
+            line.push_str(&format!(" rules=\"{}\"", verdict::reply_text(&o.rules.join(","))));
+        }
+        let queued: Vec<&str> = o.notices.iter().filter(|n| n.dropped.is_none()).map(|n| n.to.as_str()).collect();
+        if !queued.is_empty() {
+            line.push_str(&format!(" notify={}", queued.join(",")));
+        }
+        for n in o.notices.iter().filter(|n| n.dropped.is_some()) {
+            line.push_str(&format!(" dropped=\"{} to {}: {}\"", n.kind, n.to, verdict::reply_text(n.dropped.as_deref().unwrap_or(""))));
+        }
         if let Some(r) = &o.reason {
             line.push_str(&format!(" reason=\"{}\"", verdict::reply_text(r)));
         }

@@ -320,6 +320,10 @@ pub struct TicketView {
     pub time_entries: Vec<TimeView>,
     pub alert_id: Option<String>,
     pub external_id: Option<String>,
+    /// The assigned resource ("Name <address>").
+    pub assigned: Option<String>,
+    /// Due date and time (UTC).
+    pub due_at: Option<String>,
 }
 
 /// A time entry as shown by `ticketmilter ticket show`.
@@ -468,7 +472,20 @@ pub fn view(conn: &mut AnyConnection, number: &str) -> Result<Option<TicketView>
         .load(conn)?;
     let (alert_id, external_id): (Option<String>, Option<String>) =
         tickets::table.find(id).select((tickets::alert_id, tickets::external_id)).first(conn)?;
+    let (assigned_id, due_at): (Option<i64>, Option<NaiveDateTime>) =
+        tickets::table.filter(tickets::id.eq(id)).select((tickets::assigned_resource_id, tickets::due_at)).first(conn)?;
+    let assigned = match assigned_id {
+        Some(r) => resources::table
+            .filter(resources::id.eq(r))
+            .select((resources::name, resources::email))
+            .first::<(String, String)>(conn)
+            .optional()?
+            .map(|(n, e)| format!("{n} <{e}>")),
+        None => None,
+    };
     Ok(Some(TicketView {
+        assigned,
+        due_at: due_at.map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string()),
         additional_contacts: additional_contacts.into_iter().flatten().collect(),
         links,
         time_entries: time_rows
