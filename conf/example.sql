@@ -112,3 +112,19 @@ INSERT INTO tasks (number, project_id, title, description, status_id, created_at
     SELECT 'K20260101.0001', p.id, 'Move the printers', '', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP
     FROM projects p WHERE p.number = 'P20260101.0001'
       AND NOT EXISTS (SELECT 1 FROM tasks WHERE number = 'K20260101.0001');
+
+-- Notifications: acknowledge new tickets (the template is installed switched off), and tell
+-- the help-desk administrator about every message that could not be converted.
+UPDATE notification_templates SET active = TRUE WHERE name = 'acknowledgement';
+INSERT INTO settings (key, value) SELECT 'failure_notify', 'helpdesk-admin@msp.example'
+    WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = 'failure_notify');
+
+-- Workflow: Tina works the Service Desk queue; tickets of Example Corp go to its members in
+-- turn (round robin) with a due date eight hours ahead.
+INSERT INTO queue_members (queue_id, resource_id)
+    SELECT q.id, r.id FROM queues q, resources r
+    WHERE q.name = 'Service Desk' AND r.email = 'tina@msp.example'
+      AND NOT EXISTS (SELECT 1 FROM queue_members m WHERE m.queue_id = q.id AND m.resource_id = r.id);
+INSERT INTO workflow_rules (position, name, on_events, if_company, assign, due_in_hours)
+    SELECT 10, 'Example Corp: assign in turn, due in 8 hours', 'ticket_created', 'Example Corp', 'round_robin', 8
+    WHERE NOT EXISTS (SELECT 1 FROM workflow_rules WHERE name = 'Example Corp: assign in turn, due in 8 hours');
