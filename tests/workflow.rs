@@ -821,7 +821,11 @@ fn the_outcome_json_names_notices_rules_and_auto() {
 #[test]
 fn a_rule_on_two_events_of_one_message_fires_once() {
     // A time entry with #S= is two events (time_entry_added, then status_changed); a rule
-    // listening to both still fires at most once per message and sends its mail once.
+    // listening to both still fires at most once per message and sends its mail once
+    // (README: "each rule fires at most once per message").
+    // Fails at the time of writing: src/engine/follow.rs `follow` calls RuleSet::run a second
+    // time for status_changed with a fresh fired-set and `merge` appends both runs' `fired`
+    // and `notify`, so the rule is reported twice and its mail queued twice.
     let d = Desk::new();
     d.template("fyi", None, "FYI {{ ticket_number }}", "{{ status }}");
     d.rule(RuleRow {
@@ -833,8 +837,8 @@ fn a_rule_on_two_events_of_one_message_fires_once() {
     let m = Mail::new(TINA, "Re: [T20261120.0001] VPN drops every hour").body("#T=1 #S=Complete\n\nReplaced the appliance.\n");
     let o = d.process(&staff(), &m);
     assert_eq!(o.outcome, Verdict::TimeEntryAdded, "{o:?}");
+    assert_eq!(d.count("SELECT count(*) AS n FROM outbox WHERE recipients = 'boss@example.net'"), 1, "rule mail queued per event, not once: {:?}", o.notices);
     assert_eq!(o.rules, vec!["every change"]);
-    assert_eq!(d.count("SELECT count(*) AS n FROM outbox WHERE recipients = 'boss@example.net'"), 1);
 }
 
 #[test]
@@ -848,4 +852,65 @@ fn a_bounce_of_a_failure_notice_marks_it_failed() {
     assert!(b.notices.is_empty(), "{b:?}");
     assert_eq!(d.tickets(), 2);
     assert_eq!(d.text(&format!("SELECT status AS t FROM outbox WHERE message_id = '{id}'")).as_deref(), Some("failed"));
+}
+
+#[test]
+fn setting_the_status_a_ticket_already_has_is_no_status_change() {
+    // Ticket T20261120.0002 is Complete already; "#S=Complete" changes nothing.
+    // Fails at the time of writing: src/engine/follow.rs `event_of` takes
+    // `e.set_status.is_some()` as "status changed by mail" without comparing with the status
+    // the ticket had, so status_changed rules fire on an unchanged status.
+    let d = Desk::new();
+    d.rule(RuleRow { add_tag: Some("Status moved".into()), ..rule("moved", "status_changed") });
+    let m = Mail::new(TINA, "Re: [T20261120.0002] Printer jam").body("#T=0.5 #S=Complete\n\nChecked again.\n");
+    let o = d.process(&staff(), &m);
+    assert_eq!(o.outcome, Verdict::TimeEntryAdded, "{o:?}");
+    assert_eq!(d.count("SELECT count(*) AS n FROM tickets WHERE id = 2 AND status_id = 5"), 1);
+    assert!(o.rules.is_empty(), "status_changed fired although the status stayed Complete: {:?}", o.rules);
+}
+
+#[test]
+fn reopening_a_completed_ticket_fires_status_changed() {
+    // T20261120.0002 (Acme) is Complete; a customer reply reopens it.
+    let d = Desk::new();
+    d.rule(RuleRow { if_status: Some("New".into()), set_priority: Some("High".into()), ..rule("reopened", "status_changed") });
+    let o = d.process(&plain(), &Mail::new("Bernd Acme <bernd@acme.example>", "Re: [T20261120.0002] Printer jam").body("It jams again.\n"));
+    assert_eq!(o.outcome, Verdict::NoteAdded, "{o:?}");
+    assert_eq!(o.rules, vec!["reopened"]);
+    assert_eq!(d.count("SELECT count(*) AS n FROM tickets WHERE id = 2 AND status_id = 1 AND priority_id = 2"), 1);
+}
+
+#[test]
+fn message_id_domain_names_our_ids_and_loop_header() {
+    let d = Desk::new();
+    d.enable("acknowledgement");
+    d.setting("message_id_domain", "desk.example");
+    let o = d.process(&plain(), &Mail::new("alice@example.com", "Printer broken"));
+    let ack = o.notices[0].message_id.clone();
+    assert!(ack.starts_with(&format!("tm.{FIRST}.")) && ack.ends_with("@desk.example"), "{ack}");
+    let headers = d.text("SELECT headers AS t FROM outbox").unwrap();
+    assert!(headers.contains("X-Ticketmilter-Loop: desk.example"), "{headers}");
+    // A person's reply to it threads back; our mail passing back under that name is ignored.
+    let r = d.process(&plain(), &Mail::new("alice@example.com", "Other words").header(&format!("In-Reply-To: <{ack}>")));
+    assert_eq!((r.outcome, number(&r)), (Verdict::NoteAdded, FIRST.to_string()), "{r:?}");
+    let back = d.process(&plain(), &Mail::new("support@msp.example", "Looped").header("X-Ticketmilter-Loop: desk.example"));
+    assert_eq!(back.outcome, Verdict::Ignored, "{back:?}");
+    assert_eq!(d.outbox(), 1);
+}
+
+#[test]
+fn a_rule_never_writes_to_the_sender_of_automatic_mail() {
+    let d = Desk::new();
+    d.template("to-contact", None, "Update on {{ ticket_number }}", "{{ note_text }}");
+    d.rule(RuleRow { notify_template: Some("to-contact".into()), notify_roles: Some("contact".into()), ..rule("tell contact", "note_added") });
+    // Alice is the contact of T20261120.0001; her out-of-office reply is not answered.
+    let ooo = d.process(&plain(), &Mail::new("alice@example.com", "Automatic reply: [T20261120.0001] VPN drops every hour").header("Auto-Submitted: auto-replied"));
+    assert_eq!(ooo.outcome, Verdict::NoteAdded, "{ooo:?}");
+    assert_eq!(ooo.rules, vec!["tell contact"]);
+    assert!(ooo.notices.is_empty(), "{:?}", ooo.notices);
+    assert_eq!(d.outbox(), 0);
+    // A note by someone else is told to the contact.
+    let note = d.process(&plain(), &Mail::new("erik@example.com", "Re: [T20261120.0001] VPN drops every hour").body("Same here.\n"));
+    assert_eq!(note.notices.iter().map(|n| n.to.as_str()).collect::<Vec<_>>(), vec!["alice@example.com"]);
+    assert_eq!(d.count("SELECT count(*) AS n FROM outbox WHERE kind = 'notification' AND recipients = 'alice@example.com' AND ticket_id = 1"), 1);
 }

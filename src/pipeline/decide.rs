@@ -946,7 +946,7 @@ impl<'a> Decision<'a> {
         let r = i.rules;
         let alert = i.analysis.alert.as_ref();
         let refs = &i.snapshot.refs;
-        let mut queue_id = self.queue_override.or(r.queue_id).unwrap_or(m.queue_id);
+        let mut queue_id = r.queue_id.or(self.queue_override).unwrap_or(m.queue_id);
         let mut priority_id = r.priority_id.unwrap_or(m.priority_id);
         let mut issue_type_id = r.issue_type_id.or(m.issue_type_id);
         let mut sub_issue_type_id = m.sub_issue_type_id;

@@ -2104,8 +2104,15 @@ impl Case {
 }
 
 #[test]
-fn an_auto_reply_that_belongs_to_no_ticket_is_not_converted() {
+fn auto_generated_mail_that_belongs_to_no_ticket_becomes_a_ticket_that_is_not_answered() {
     let p = case().contact().out_of_office().run();
+    created(&p);
+    assert!(reason(&p).contains("auto-generated") && reason(&p).contains("not answered"), "{}", explain(&p));
+}
+
+#[test]
+fn with_auto_mail_note_auto_mail_that_belongs_to_no_ticket_is_not_converted() {
+    let p = case().contact().out_of_office().set("auto_mail", "note").run();
     assert_ignored(&p);
     assert!(reason(&p).contains("auto-generated") && reason(&p).contains("Auto-Submitted"), "{}", explain(&p));
 }
@@ -2158,8 +2165,19 @@ fn commands_in_auto_generated_mail_are_never_carried_out() {
 
 #[test]
 fn a_mailing_list_copy_is_auto_generated() {
-    let p = case().contact().header("List-Id", "<users.lists.example.org>").run();
+    let p = case().contact().header("List-Id", "<users.lists.example.org>").set("auto_mail", "ignore").run();
     assert_ignored(&p);
+}
+
+#[test]
+fn the_auto_mail_queue_beats_the_mailbox_queue() {
+    let p = case()
+        .contact()
+        .header("Auto-Submitted", "auto-generated")
+        .set("auto_mail_queue", "Service Desk")
+        .mb(|m| m.queue_id = 2)
+        .run();
+    assert_eq!(created(&p).queue_id, 1, "auto_mail_queue beats the mailbox's queue");
 }
 
 #[test]
@@ -2186,9 +2204,11 @@ fn a_bounce_threads_to_the_ticket_of_the_notification_it_returns() {
     c.envelope.null_sender = true;
     c.inbound.subject = "Undelivered Mail Returned to Sender".into();
     c.inbound.in_reply_to = vec!["unrelated@acme.example".into()];
+    c = c.set("auto_mail", "note");
     let snapshot = c.snapshot();
     let mut analysis = analyse(&c.inbound, b"", &c.envelope, &snapshot);
     assert!(analysis.auto.is_auto(), "a null sender and MAILER-DAEMON are automatic");
+    assert_eq!(analysis.auto.reason.as_deref().map(|r| r.contains("null envelope sender") || r.contains("MAILER-DAEMON")), Some(true));
     analysis.auto.bounce = Some(auto::Bounce {
         original_message_id: Some("tm.T20240101.0001.00aa@msp.example".into()),
         permanent: true,

@@ -162,7 +162,7 @@ impl Default for Settings {
             ticket_url: String::new(),
             reply_limit: 40,
             reply_window_hours: 24,
-            auto_mail: AutoMailAction::Note,
+            auto_mail: AutoMailAction::Ticket,
             auto_mail_queue: String::new(),
             failure_notify: String::new(),
         }
@@ -190,7 +190,7 @@ pub const SETTING_KEYS: &[(&str, &str, &str)] = &[
     ("ticket_url", "", "link to a ticket for templates ({{ ticket_url }}), {number} is replaced, e.g. https://desk.example.com/t/{number}"),
     ("reply_limit", "40", "most automatic replies to one address within reply_window_hours; over it replies are dropped (0: never reply)"),
     ("reply_window_hours", "24", "the window of reply_limit, in hours"),
-    ("auto_mail", "note", "auto-generated mail naming no ticket number: note (on the ticket it threads to, else ignored), ignore, or ticket (new ticket in auto_mail_queue)"),
+    ("auto_mail", "ticket", "auto-generated mail naming no ticket number: ticket (internal note on the ticket it threads to, else a new ticket in auto_mail_queue; never answered), note (the note, else not converted), or ignore"),
     ("auto_mail_queue", "", "queue for tickets made from auto-generated mail (auto_mail = ticket); empty: the mailbox's queue"),
     ("failure_notify", "", "administrator address told about every message that could not be converted, with the technical reason"),
 ];
