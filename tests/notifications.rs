@@ -147,6 +147,7 @@ fn alice_opens_a_ticket(env: &Env, subject: &str) -> Acked {
     let number = log_field(&line, "ticket").expect("ticket= in the milter line");
     assert!(number.starts_with('T') && number.len() > 1, "ticket number {number:?} (line: {line})");
     assert_eq!(tickets(env), before + 1, "one ticket made");
+    assert_eq!(log_field(&line, "notify").as_deref(), Some(ALICE), "the acknowledgement is queued: {line}");
 
     let first = wait_for("the acknowledgement to alice at the sink", EVENT_TIMEOUT, || {
         notifications_to(env, ALICE).into_iter().find(|t| header_values(t, "Message-ID").len() == 1)
@@ -415,6 +416,8 @@ fn out_of_office_answer_creates_nothing_and_sends_nothing() {
         assert_eq!(log_field(&line, "ticket").as_deref(), Some(a.number.as_str()), "milter line: {line}");
     }
     assert!(line.contains("auto-generated"), "the milter line should say it is auto-generated: {line}");
+    assert_eq!(log_field(&line, "auto").as_deref(), Some("yes"), "milter line: {line}");
+    assert_eq!(log_field(&line, "notify"), None, "nothing may be queued for an automatic reply: {line}");
 
     // 2. An out-of-office answer that threads to nothing (no References, no number).
     let mid2 = unique_id("alice-ooo-plain");
@@ -431,6 +434,8 @@ fn out_of_office_answer_creates_nothing_and_sends_nothing() {
     assert_eq!(log_field(&line2, "action").as_deref(), Some("ignored"), "milter line: {line2}");
     assert_eq!(log_field(&line2, "ticket").as_deref(), Some("-"), "milter line: {line2}");
     assert!(line2.contains("auto-generated"), "the milter line should say it is auto-generated: {line2}");
+    assert_eq!(log_field(&line2, "auto").as_deref(), Some("yes"), "milter line: {line2}");
+    assert_eq!(log_field(&line2, "notify"), None, "nothing may be queued for an automatic reply: {line2}");
 
     // Give the sender several intervals: nothing was queued, nothing more reached alice.
     settle(&env);
@@ -534,6 +539,11 @@ fn ping_pong_stops_within_the_rate_limit() {
     assert!(
         log.lines().any(|l| l.contains("reply dropped") && l.contains("rate limit") && l.contains(BOT)),
         "the milter should log the dropped reply to {BOT}"
+    );
+    let last = env.milter_line(bot_qids.last().unwrap(), SUPPORT);
+    assert!(
+        last.contains(" dropped=") && last.contains("rate limit") && log_field(&last, "notify").is_none(),
+        "the outcome line of the bot's last message should name the dropped acknowledgement: {last}"
     );
 
     // Every message of the bot was converted: the first made the ticket, the others are notes.

@@ -383,6 +383,7 @@ fn the_same_message_twice_is_a_duplicate_with_still_one_acknowledgement() {
 fn auto_generated_mail_that_threads_nowhere_is_not_converted_nor_answered() {
     let d = Desk::new();
     d.enable("acknowledgement");
+    d.setting("auto_mail", "note");
     let o = d.process(&plain(), &Mail::new("alice@example.com", "Printer broken").header("Auto-Submitted: auto-replied"));
     assert_eq!(o.outcome, Verdict::Ignored, "{o:?}");
     assert!(o.auto.is_some());
@@ -843,8 +844,11 @@ fn a_rule_on_two_events_of_one_message_fires_once() {
 
 #[test]
 fn a_bounce_of_a_failure_notice_marks_it_failed() {
+    // A failure notice belongs to no ticket: with auto_mail = note its bounce is not converted,
+    // and still marks the notice failed.
     let d = Desk::new();
     d.enable("failure");
+    d.setting("auto_mail", "note");
     let o = d.process(&envelope("newbie@unknown.example", &[ALERTS]), &unknown_to_alerts("bounce me"));
     assert_eq!(o.outcome, Verdict::Rejected);
     let id = o.notices[0].message_id.clone();

@@ -16,7 +16,7 @@ use crate::pipeline::auto::{LOOP_HEADER, Own};
 use crate::store::apply::Applied;
 use crate::store::workflow::{self as wf, TicketFacts};
 use crate::store::{AnyConnection, StoreFail, outbox, tickets};
-use crate::workflow::{Assign, Context as RuleContext, Effects, Event, Role};
+use crate::workflow::{Assign, Context as RuleContext, Event, Role};
 
 /// What the follow-up did, for the outcome and `explain`.
 #[derive(Debug, Default)]
@@ -31,12 +31,12 @@ fn event_of(plan: &Plan, applied: &Applied) -> Option<(Option<Event>, &'static s
     Some(match &plan.action {
         Action::CreateTicket(_) => (Some(Event::TicketCreated), "ticket_created", applied.object.as_ref().map(|o| o.id), false),
         Action::AddNote(n) => match &n.target {
-            NoteTarget::Ticket(t) => (Some(Event::NoteAdded), "note_added", Some(t.id), n.set_status.is_some()),
+            NoteTarget::Ticket(t) => (Some(Event::NoteAdded), "note_added", Some(t.id), applied.status_changed),
             NoteTarget::Project(_) => (None, "project_note_added", None, false),
             NoteTarget::Task(_) => (None, "task_note_added", None, false),
         },
         Action::AddTimeEntry(e) => match &e.target {
-            TimeTarget::Ticket(t) => (Some(Event::TimeEntryAdded), "time_entry_added", Some(t.id), e.set_status.is_some()),
+            TimeTarget::Ticket(t) => (Some(Event::TimeEntryAdded), "time_entry_added", Some(t.id), applied.status_changed),
             TimeTarget::Task(_) => (None, "time_entry_added", None, false),
         },
         Action::Reject(_) => (None, "failure", None, false),
@@ -81,12 +81,9 @@ pub fn follow(c: &mut AnyConnection, p: &Prepared, plan: &Plan, applied: &Applie
                 auto: auto.is_auto(),
                 now,
             };
-            let mut effects = snapshot.workflow.run(event, &t.state, &ctx);
-            if status_by_mail && event != Event::StatusChanged {
-                // A status set by mail (`#S=`, a reopened ticket) is an event of its own.
-                let more = snapshot.workflow.run(Event::StatusChanged, &effects.state, &ctx);
-                merge(&mut effects, more);
-            }
+            // A status set by mail (`#S=`, a reopened ticket) is an event of its own.
+            let events: &[Event] = if status_by_mail { &[event, Event::StatusChanged] } else { &[event] };
+            let effects = snapshot.workflow.run_events(events, &t.state, &ctx);
             f.trace.extend(effects.trace.iter().cloned());
             f.rules = effects.fired.iter().map(|(_, name, _)| name.clone()).collect();
             if effects.changed {
@@ -167,25 +164,6 @@ pub fn follow(c: &mut AnyConnection, p: &Prepared, plan: &Plan, applied: &Applie
         }
     }
     Ok(f)
-}
-
-/// Rules of a second run (status changed by mail) added to the first run's effects.
-fn merge(a: &mut Effects, b: Effects) {
-    a.changed |= b.changed;
-    a.status_changed |= b.status_changed;
-    a.state = b.state;
-    if b.assign.is_some() {
-        a.assign = b.assign;
-    }
-    for t in b.add_tags {
-        if !a.add_tags.iter().any(|x| x.eq_ignore_ascii_case(&t)) {
-            a.add_tags.push(t);
-        }
-    }
-    a.notify.extend(b.notify);
-    a.fired.extend(b.fired);
-    a.trace.extend(b.trace);
-    a.cascade_limited |= b.cascade_limited;
 }
 
 /// Whom an automatic reply goes to: Reply-To, else the author.
@@ -352,6 +330,20 @@ impl Queue<'_, '_> {
             self.f.notices.push(report);
             return Ok(());
         }
+        let mailbox_domain = crate::model::domain_of(&self.plan.mailbox).unwrap_or_else(|| "localhost".into());
+        let domain = if s.message_id_domain.is_empty() { mailbox_domain } else { s.message_id_domain.clone() };
+        let number = self.ticket.map(|t| t.number.clone()).filter(|n| !n.is_empty()).or_else(|| (!vars.object_number.is_empty()).then(|| vars.object_number.clone()));
+        let message_id = if once {
+            let key = format!("{}|{}|{}|{}", self.plan.dedup_key, self.plan.mailbox_id, name, to);
+            let h = crate::pipeline::parse::sha256_hex(key.as_bytes());
+            format!("tm.{}.{}@{domain}", number.as_deref().unwrap_or("fail"), &h[..24])
+        } else {
+            format!("tm.{}.{}@{domain}", number.as_deref().unwrap_or("x"), unique_token())
+        };
+        if once && outbox::exists_message_id(self.c, &message_id)? {
+            self.f.trace.push(format!("{kind} {name:?} to {to}: queued already for this message"));
+            return Ok(());
+        }
         if to_sender {
             let since = self.now - Duration::hours(s.reply_window_hours as i64);
             let sent = outbox::count_recent_to(self.c, &to, since)?;
@@ -374,20 +366,6 @@ impl Queue<'_, '_> {
                 return Ok(());
             }
         };
-        let mailbox_domain = crate::model::domain_of(&self.plan.mailbox).unwrap_or_else(|| "localhost".into());
-        let domain = if s.message_id_domain.is_empty() { mailbox_domain } else { s.message_id_domain.clone() };
-        let number = self.ticket.map(|t| t.number.clone()).filter(|n| !n.is_empty()).or_else(|| (!vars.object_number.is_empty()).then(|| vars.object_number.clone()));
-        let message_id = if once {
-            let key = format!("{}|{}|{}|{}", self.plan.dedup_key, self.plan.mailbox_id, name, to);
-            let h = crate::pipeline::parse::sha256_hex(key.as_bytes());
-            format!("tm.{}.{}@{domain}", number.as_deref().unwrap_or("fail"), &h[..24])
-        } else {
-            format!("tm.{}.{}@{domain}", number.as_deref().unwrap_or("x"), unique_token())
-        };
-        if once && outbox::exists_message_id(self.c, &message_id)? {
-            self.f.trace.push(format!("{kind} {name:?} to {to}: queued already for this message"));
-            return Ok(());
-        }
         let subject = match &number {
             Some(n) => template::with_number(&rendered.subject, n),
             None => rendered.subject.clone(),

@@ -130,6 +130,8 @@ fn duplicates(conn: &mut AnyConnection, keys: &LookupKeys, mailbox_id: i64, s: &
 pub struct Applied {
     pub object: Option<ObjectRef>,
     pub attachments: Vec<AttachmentReport>,
+    /// A ticket's status was changed by the message (`#S=`, a reopened ticket) to another one.
+    pub status_changed: bool,
 }
 
 /// Context of a write: the envelope's facts that end up in the record.
@@ -192,6 +194,9 @@ pub fn apply(conn: &mut AnyConnection, plan: &Plan, ctx: &Context<'_>) -> Result
             ("created", Some((ObjectKind::Ticket, id)), Some(id))
         }
         Action::AddNote(n) => {
+            if let (NoteTarget::Ticket(t), Some(s)) = (&n.target, n.set_status) {
+                applied.status_changed = tickets::status_of(conn, t.id)? != Some(s);
+            }
             let (kind, id) = notes::add(conn, n, ctx.now)?;
             applied.attachments = attachments::store_all(conn, kind, id, &n.attachments, ctx.now)?;
             let ticket_id = match &n.target {
@@ -210,6 +215,9 @@ pub fn apply(conn: &mut AnyConnection, plan: &Plan, ctx: &Context<'_>) -> Result
             ("note_added", Some((kind, id)), ticket_id)
         }
         Action::AddTimeEntry(e) => {
+            if let (TimeTarget::Ticket(t), Some((s, _))) = (&e.target, &e.set_status) {
+                applied.status_changed = tickets::status_of(conn, t.id)? != Some(*s);
+            }
             let (kind, id) = notes::add_time(conn, e, ctx.now)?;
             applied.attachments = attachments::store_all(conn, kind, id, &e.attachments, ctx.now)?;
             let target = match &e.target {

@@ -222,6 +222,11 @@ pub fn set_status(conn: &mut AnyConnection, ticket_id: i64, status_id: i64, now:
     Ok(())
 }
 
+/// A ticket's status id.
+pub fn status_of(conn: &mut AnyConnection, ticket_id: i64) -> Result<Option<i64>, StoreFail> {
+    Ok(tickets::table.filter(tickets::id.eq(ticket_id)).select(tickets::status_id).first(conn).optional()?)
+}
+
 /// Touch a ticket's update time.
 pub fn touch(conn: &mut AnyConnection, ticket_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
     diesel::update(tickets::table.filter(tickets::id.eq(ticket_id)))

@@ -391,6 +391,13 @@ impl RuleSet {
 
     /// Evaluate the rules for one event (see the module documentation for levels and order).
     pub fn run(&self, event: Event, initial: &TicketState, ctx: &Context<'_>) -> Effects {
+        self.run_events(&[event], initial, ctx)
+    }
+
+    /// [`RuleSet::run`] for a message that is several events at once (a note that also set the
+    /// status by mail): a rule listening to more than one of them still fires once.
+    pub fn run_events(&self, given: &[Event], initial: &TicketState, ctx: &Context<'_>) -> Effects {
+        let base = given.iter().fold(0u8, |m, e| m | e.bit());
         let mut fx = Effects {
             state: initial.clone(),
             ..Effects::default()
@@ -399,14 +406,14 @@ impl RuleSet {
             return fx;
         }
         let mut fired = vec![false; self.rules.len()];
-        let mut events = event.bit();
+        let mut events = base;
         let mut level = 1u8;
         loop {
             let status_before = fx.state.status_id;
             if !self.level(level, events, &mut fired, ctx, &mut fx) {
                 break;
             }
-            events = event.bit();
+            events = base;
             if fx.state.status_id != status_before {
                 events |= Event::StatusChanged.bit();
             }
