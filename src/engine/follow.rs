@@ -344,7 +344,9 @@ impl Queue<'_, '_> {
             self.f.trace.push(format!("{kind} {name:?} to {to}: queued already for this message"));
             return Ok(());
         }
-        if to_sender {
+        // Replies to the sender, and failure notices (a storm of refusals must not become a
+        // storm of mail to the administrator), count against the limit.
+        if to_sender || kind == "failure" {
             let since = self.now - Duration::hours(s.reply_window_hours as i64);
             let sent = outbox::count_recent_to(self.c, &to, since)?;
             if sent >= s.reply_limit as i64 {
