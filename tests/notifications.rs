@@ -384,10 +384,14 @@ fn reply_by_references_only_adds_a_note() {
 }
 
 /// An out-of-office answer to the acknowledgement is not answered and makes no ticket: threading
-/// to the ticket it is at most an internal note; threading to nothing it is ignored.
+/// to the ticket it is at most an internal note; threading to nothing it is ignored with
+/// `auto_mail = note`. With the default `auto_mail = ticket` an unthreaded one becomes a ticket —
+/// which is still never answered.
 #[test]
 fn out_of_office_answer_creates_nothing_and_sends_nothing() {
-    let env = env_with_ack(&[], None);
+    // `note`: automatic mail that threads to no ticket is not converted (the default, `ticket`,
+    // is checked at the end).
+    let env = env_with_ack(&[("auto_mail", "note")], None);
     let a = alice_opens_a_ticket(&env, "Outlook keeps asking for my password");
     settle(&env);
     let tickets_before = tickets(&env);
@@ -447,6 +451,33 @@ fn out_of_office_answer_creates_nothing_and_sends_nothing() {
         env.admin(&["outbox", "list"])
     );
     assert_eq!(notifications_to(&env, ALICE).len(), 1, "alice got more than the acknowledgement");
+
+    // 3. The default, auto_mail = ticket: an unthreaded out-of-office answer becomes a ticket,
+    //    and that ticket is not acknowledged either.
+    env.set_setting("auto_mail", "ticket");
+    let mid3 = unique_id("alice-ooo-ticket");
+    let msg3 = message(
+        ALICE_FROM,
+        SUPPORT,
+        "Out of Office: back on Monday",
+        &mid3,
+        &[],
+        "I am out of the office until Monday.\nAlice",
+    );
+    let qid3 = env.send(ALICE, &[SUPPORT], &msg3).queued();
+    let line3 = env.milter_line(&qid3, SUPPORT);
+    assert_eq!(log_field(&line3, "action").as_deref(), Some("created"), "milter line: {line3}");
+    assert_eq!(log_field(&line3, "auto").as_deref(), Some("yes"), "milter line: {line3}");
+    assert_eq!(log_field(&line3, "notify"), None, "nothing may be queued for an automatic reply: {line3}");
+    settle(&env);
+    assert_eq!(tickets(&env), tickets_before + 1, "auto_mail = ticket: one ticket");
+    assert_eq!(
+        outbox_rows(&env),
+        outbox_before,
+        "a ticket made from an out-of-office answer was acknowledged:\n{}",
+        env.admin(&["outbox", "list"])
+    );
+    assert_eq!(notifications_to(&env, ALICE).len(), 1, "alice got more than the first acknowledgement");
 }
 
 /// A partner's naive autoresponder answers every mail it gets, without any auto-reply header;
