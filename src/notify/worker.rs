@@ -555,4 +555,43 @@ mod tests {
         handle.join().unwrap();
         assert_eq!(view(&store, id).status, "sent");
     }
+
+    #[test]
+    fn concurrent_workers_send_every_row_exactly_once() {
+        let smtp = FakeSmtp::start();
+        let (_dir, store) = temp_store();
+        let ids: Vec<i64> = (0..30).map(|n| queue(&store, "alex@example.com", "", 100 + n)).collect();
+        let c = NotifyConfig { batch: 4, ..cfg(smtp.port) };
+        let workers: Vec<JoinHandle<usize>> = (0..2)
+            .map(|_| {
+                let (store, c) = (store.clone(), c.clone());
+                std::thread::spawn(move || {
+                    let mut sent = 0;
+                    for _ in 0..20 {
+                        let r = send_pass(&store, &c).expect("pass");
+                        sent += r.sent;
+                        if r.claimed == 0 {
+                            break;
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        let sent: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert_eq!(sent, 30);
+        for id in ids {
+            assert_eq!(view(&store, id).status, "sent");
+        }
+        let seen = smtp.seen.lock().unwrap();
+        let mut mids: Vec<&str> = seen
+            .messages
+            .iter()
+            .filter_map(|m| m.lines().find(|l| l.to_ascii_lowercase().starts_with("message-id:")))
+            .collect();
+        assert_eq!(mids.len(), 30, "every row reached the relay");
+        mids.sort();
+        mids.dedup();
+        assert_eq!(mids.len(), 30, "no row reached the relay twice");
+    }
 }
