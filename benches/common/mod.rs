@@ -129,6 +129,7 @@ pub fn snapshot() -> Snapshot {
         exclusions: Vec::new(),
         rules: Vec::new(),
         problems: Vec::new(),
+        ..ConfRows::default()
     });
     assert!(snapshot.problems.is_empty(), "{:?}", snapshot.problems);
     assert_eq!(snapshot.tags.len(), TAGS.len());
