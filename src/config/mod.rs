@@ -272,6 +272,7 @@ impl Config {
             connect_timeout: Duration::from_secs(self.database.connect_timeout),
             conn: ConnOptions {
                 busy_timeout: Duration::from_millis(self.database.busy_timeout_ms),
+                connect_timeout: Duration::from_secs(self.database.connect_timeout),
             },
         }
     }

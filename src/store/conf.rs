@@ -474,9 +474,21 @@ pub fn set_setting(conn: &mut AnyConnection, key: &str, value: &str) -> Result<(
         .set(settings::value.eq(value))
         .execute(conn)?;
     if updated == 0 {
-        diesel::insert_into(settings::table)
-            .values((settings::key.eq(key), settings::value.eq(value)))
-            .execute(conn)?;
+        // In a savepoint: a concurrent writer (another host) inserting the same key first must
+        // not abort the caller's transaction; then the value is written over it.
+        let inserted = super::savepoint(conn, |c| {
+            diesel::insert_into(settings::table)
+                .values((settings::key.eq(key), settings::value.eq(value)))
+                .execute(c)
+                .map_err(super::StoreFail::from)
+        });
+        match inserted {
+            Ok(_) => {}
+            Err(e) if e.is_unique_violation() => {
+                diesel::update(settings::table.filter(settings::key.eq(key))).set(settings::value.eq(value)).execute(conn)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }

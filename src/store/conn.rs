@@ -74,12 +74,15 @@ fn redact_password(url: &str) -> String {
 pub struct ConnOptions {
     /// How long SQLite waits for a lock before giving up.
     pub busy_timeout: Duration,
+    /// How long a PostgreSQL connection attempt may take (libpq `connect_timeout`).
+    pub connect_timeout: Duration,
 }
 
 impl Default for ConnOptions {
     fn default() -> Self {
         ConnOptions {
             busy_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -88,8 +91,16 @@ impl Default for ConnOptions {
 pub fn establish(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection, ConnectionError> {
     match url {
         DbUrl::Postgres(u) => {
-            let mut c = PgConnection::establish(u)?;
-            c.batch_execute("SET client_min_messages = WARNING")
+            // An unreachable host must not hang a connection attempt for minutes.
+            let url = if u.contains("connect_timeout=") {
+                u.clone()
+            } else {
+                let sep = if u.contains('?') { '&' } else { '?' };
+                format!("{u}{sep}connect_timeout={}", opts.connect_timeout.as_secs().max(1))
+            };
+            let mut c = PgConnection::establish(&url)?;
+            // UTC like SQLite: CURRENT_TIMESTAMP in admin SQL and the stored times agree.
+            c.batch_execute("SET client_min_messages = WARNING; SET TIME ZONE 'UTC'")
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(AnyConnection::Postgres(c))
         }

@@ -65,7 +65,7 @@ macro_rules! message_query {
                 processed_messages::outcome,
                 tickets::number.nullable(),
                 processed_messages::reason,
-                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>("length(processed_messages.raw)"),
+                diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>("CAST(length(processed_messages.raw) AS BIGINT)"),
                 (processed_messages::client_addr, processed_messages::auth_user),
             ))
     };

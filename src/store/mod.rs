@@ -32,6 +32,21 @@ use crate::error::{Error, Result};
 /// Migrations for SQLite, embedded in the binary.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("sql/sqlite");
 
+/// Migrations for PostgreSQL, embedded in the binary: the same versions as `sql/sqlite/`, one
+/// for one (tests/schema_parity.rs compares the schemas they make).
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("sql/postgres");
+
+/// PostgreSQL advisory lock key held while migrating ("tkmigr" in ASCII).
+const MIGRATION_LOCK_KEY: i64 = 0x746b_6d69_6772;
+
+/// The migration tree for a backend.
+pub fn migrations_for(url: &DbUrl) -> EmbeddedMigrations {
+    match url {
+        DbUrl::Sqlite(_) => SQLITE_MIGRATIONS,
+        DbUrl::Postgres(_) => POSTGRES_MIGRATIONS,
+    }
+}
+
 /// Pool and connection settings.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -111,28 +126,36 @@ impl Store {
         })
     }
 
-    /// Apply pending migrations; returns the versions applied.
+    /// Apply pending migrations (the tree of the URL's backend); returns the versions applied.
+    /// On PostgreSQL the run uses a connection of its own that holds a session advisory lock, so
+    /// daemons of several hosts starting at once migrate one after the other (the later ones
+    /// find nothing pending); closing the connection releases the lock whatever happened.
     pub fn migrate(&self) -> Result<Vec<String>> {
-        let mut conn = self.conn()?;
-        let migrations = match self.url {
-            DbUrl::Sqlite(_) => SQLITE_MIGRATIONS,
-            DbUrl::Postgres(_) => {
-                return Err(Error::Config(
-                    "PostgreSQL is not supported by this version; use an sqlite: database".into(),
-                ));
-            }
+        let run = |conn: &mut AnyConnection| {
+            conn.run_pending_migrations(migrations_for(&self.url))
+                .map(|v| v.iter().map(|v| v.to_string()).collect())
+                .map_err(|e| Error::Database(format!("migration failed: {e}")))
         };
-        let applied = conn
-            .run_pending_migrations(migrations)
-            .map_err(|e| Error::Database(format!("migration failed: {e}")))?;
-        Ok(applied.iter().map(|v| v.to_string()).collect())
+        match &self.url {
+            DbUrl::Sqlite(_) => run(&mut *self.conn()?),
+            DbUrl::Postgres(_) => {
+                use diesel::connection::SimpleConnection;
+                // (ConnOptions only concern SQLite.)
+                let mut conn = conn::establish(&self.url, &ConnOptions::default()).map_err(|e| {
+                    Error::Database(format!("cannot open {}: {}", self.url.redacted(), e.to_string().trim()))
+                })?;
+                conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                    .map_err(|e| Error::Database(format!("cannot take the migration lock: {e}")))?;
+                run(&mut conn)
+            }
+        }
     }
 
     /// Migrations not yet applied.
     pub fn pending_migrations(&self) -> Result<Vec<String>> {
         let mut conn = self.conn()?;
         let pending = conn
-            .pending_migrations(SQLITE_MIGRATIONS)
+            .pending_migrations(migrations_for(&self.url))
             .map_err(|e| Error::Database(format!("cannot read migration state: {e}")))?;
         Ok(pending.iter().map(|m| m.name().to_string()).collect())
     }
@@ -260,6 +283,21 @@ impl StoreFail {
             StoreFail::Diesel(d) => d,
             StoreFail::Other(_) => return false,
         })
+    }
+}
+
+impl StoreFail {
+    /// A unique key on this column was taken: PostgreSQL names the constraint
+    /// (`<table>_<column>_key`), SQLite the column (`UNIQUE constraint failed: table.column`).
+    pub fn is_unique_violation_on(&self, table: &str, column: &str) -> bool {
+        match self {
+            StoreFail::Diesel(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
+                let qualified = format!("{table}.{column}");
+                let constraint = format!("{table}_{column}");
+                info.message().contains(&qualified) || info.constraint_name().is_some_and(|c| c.starts_with(&constraint))
+            }
+            _ => false,
+        }
     }
 }
 

@@ -205,7 +205,7 @@ pub fn create(
                 }
                 return Ok((id, number));
             }
-            Err(e) if e.is_unique_violation() => continue,
+            Err(e) if e.is_unique_violation_on("tickets", "number") => continue,
             Err(e) => return Err(e),
         }
     }

@@ -1,0 +1,15 @@
+DROP TABLE workflow_rules;
+ALTER TABLE tickets DROP COLUMN due_at;
+ALTER TABLE tickets DROP COLUMN assigned_resource_id;
+DROP TABLE queue_members;
+DROP INDEX outbox_message_id;
+DROP INDEX outbox_recipient_time;
+ALTER TABLE outbox DROP COLUMN template_id;
+ALTER TABLE outbox DROP COLUMN claimed_until;
+ALTER TABLE outbox DROP COLUMN references_ids;
+ALTER TABLE outbox DROP COLUMN in_reply_to;
+ALTER TABLE outbox DROP COLUMN message_id;
+ALTER TABLE outbox DROP COLUMN from_header;
+ALTER TABLE outbox DROP COLUMN envelope_from;
+ALTER TABLE outbox DROP COLUMN kind;
+DROP TABLE notification_templates;
