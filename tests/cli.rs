@@ -8,17 +8,21 @@ use std::process::{Command, Output, Stdio};
 
 use common::binary;
 
+/// A temporary directory and a new, empty database of the selected backend (common::backend).
 struct Cli {
     dir: tempfile::TempDir,
+    db: String,
 }
 
 impl Cli {
     fn new() -> Cli {
-        Cli { dir: tempfile::tempdir().unwrap() }
+        let dir = tempfile::tempdir().unwrap();
+        let db = common::new_database(dir.path(), "t");
+        Cli { dir, db }
     }
 
     fn db(&self) -> String {
-        format!("sqlite:{}", self.dir.path().join("t.db").display())
+        self.db.clone()
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -45,6 +49,12 @@ impl Cli {
         let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         child.stdin.take().unwrap().write_all(input).unwrap();
         child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        common::discard_database(&self.db);
     }
 }
 
@@ -139,6 +149,8 @@ fn process_failures_have_messages_and_exit_codes() {
     assert_eq!(o.status.code(), Some(66));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read /no/such/file.eml"));
 
+    // A SQLite file in a missing directory: a SQLite matter, so the URL names SQLite whatever
+    // the backend of the run (this part runs, and must pass, in both passes of tests/run-all).
     let o = Command::new(binary())
         .args(["--config", "/dev/null", "--database", "sqlite:/no/such/dir/t.db", "process", "--rcpt", "a@b.example", "/dev/null"])
         .output()
@@ -146,6 +158,30 @@ fn process_failures_have_messages_and_exit_codes() {
     assert_eq!(o.status.code(), Some(75), "database trouble is temporary");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("directory /no/such/dir does not exist"), "{err}");
+
+    // The same for PostgreSQL: nothing listens on the port (needs no server, so it runs on
+    // every backend) …
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://tm@127.0.0.1:{closed}/tm");
+    let o = Command::new(binary())
+        .args(["--config", "/dev/null", "--database", &url, "process", "--rcpt", "a@b.example", "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(75), "database trouble is temporary");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("cannot open {url}")) && err.contains("Connection refused"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    // … and, with the PostgreSQL backend, a server that lacks the database.
+    if common::is_postgres() {
+        let url = common::pg::with_database(&common::pg::server_url(), "tm_no_such_database");
+        let o = Command::new(binary())
+            .args(["--config", "/dev/null", "--database", &url, "process", "--rcpt", "a@b.example", "/dev/null"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(75), "database trouble is temporary");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("database \"tm_no_such_database\" does not exist"), "{err}");
+    }
 
     let o = Command::new(binary())
         .args(["--config", "/dev/null", "--database", "mysql://x/y", "migrate"])
@@ -168,24 +204,45 @@ fn unknown_config_keys_are_named() {
     assert_eq!(o.status.code(), Some(78));
 }
 
+/// A database named by `url` exists and is migrated.
+fn migrated(url: &str) -> bool {
+    ticketmilter::store::Store::open(url, ticketmilter::store::StoreOptions::default())
+        .and_then(|s| s.pending_migrations())
+        .is_ok_and(|pending| pending.is_empty())
+}
+
 #[test]
 fn config_file_and_environment_name_the_database() {
     let t = Cli::new();
-    let db = t.dir.path().join("from-config.db");
+    // SQLite: files that the URLs name, made by `migrate`; PostgreSQL: two empty databases.
+    let (db, db2) = match common::backend() {
+        common::Backend::Sqlite => (
+            format!("sqlite:{}", t.dir.path().join("from-config.db").display()),
+            t.dir.path().join("from-env.db").display().to_string(),
+        ),
+        common::Backend::Postgres => (common::new_database(t.dir.path(), "c"), common::new_database(t.dir.path(), "e")),
+    };
     let cfg = t.dir.path().join("c.toml");
-    std::fs::write(&cfg, format!("[database]\nurl = \"sqlite:{}\"\n", db.display())).unwrap();
+    std::fs::write(&cfg, format!("[database]\nurl = \"{db}\"\n")).unwrap();
     let o = Command::new(binary()).env_remove("TICKETMILTER_DATABASE").args(["--config", cfg.to_str().unwrap(), "migrate"]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(db.exists());
-    let db2 = t.dir.path().join("from-env.db");
+    if let Some(path) = db.strip_prefix("sqlite:") {
+        assert!(std::path::Path::new(path).exists());
+    }
+    assert!(migrated(&db));
     let o = Command::new(binary())
         .env("TICKETMILTER_CONFIG", cfg.to_str().unwrap())
-        .env("TICKETMILTER_DATABASE", db2.to_str().unwrap())
+        .env("TICKETMILTER_DATABASE", &db2)
         .arg("migrate")
         .output()
         .unwrap();
     assert!(o.status.success());
-    assert!(db2.exists());
+    if common::backend() == common::Backend::Sqlite {
+        assert!(std::path::Path::new(&db2).exists());
+    }
+    assert!(migrated(&db2));
+    common::discard_database(&db);
+    common::discard_database(&db2);
 }
 
 #[test]
@@ -234,6 +291,7 @@ fn with_directory() -> Cli {
     let t = Cli::new();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     t.ok(&["load", root.join("tests/fixtures/directory.sql").to_str().unwrap()]);
+    common::fixture_loaded(&t.db());
     t
 }
 
@@ -338,9 +396,9 @@ fn mailbox_set_takes_the_entity_options_and_refuses_bad_values() {
         "--reopen-status", "In Progress", "--max-attachment-size", "1000", "--max-attachments-size", "5000", "--inline-image-size", "100",
         "--strip-quotes", "no",
     ]);
-    assert_eq!(count(&t, "SELECT count(*) AS n FROM mailboxes WHERE id = 1 AND allow_tickets = 1 AND allow_ticket_notes = 1 AND allow_ticket_time = 0 AND allow_project_notes = 0 AND allow_task_notes = 0 AND allow_task_time = 1 AND role_id = 2 AND work_type_id = 2 AND create_contacts = 1 AND cc_contacts = 0 AND only_when_to = 1 AND cc_only = 'ignore' AND completed_ticket = 'new' AND reopen_status_id = 2 AND max_attachment_bytes = 1000 AND max_attachments_bytes = 5000 AND inline_image_bytes = 100 AND strip_quotes = 0"), 1);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM mailboxes WHERE id = 1 AND allow_tickets = TRUE AND allow_ticket_notes = TRUE AND allow_ticket_time = FALSE AND allow_project_notes = FALSE AND allow_task_notes = FALSE AND allow_task_time = TRUE AND role_id = 2 AND work_type_id = 2 AND create_contacts = TRUE AND cc_contacts = FALSE AND only_when_to = TRUE AND cc_only = 'ignore' AND completed_ticket = 'new' AND reopen_status_id = 2 AND max_attachment_bytes = 1000 AND max_attachments_bytes = 5000 AND inline_image_bytes = 100 AND strip_quotes = FALSE"), 1);
     t.ok(&["mailbox", "set", mb, "--allow", "all", "--role", "default", "--reopen-status", ""]);
-    assert_eq!(count(&t, "SELECT count(*) AS n FROM mailboxes WHERE id = 1 AND allow_project_notes = 1 AND allow_ticket_time = 1 AND role_id IS NULL AND reopen_status_id IS NULL"), 1);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM mailboxes WHERE id = 1 AND allow_project_notes = TRUE AND allow_ticket_time = TRUE AND role_id IS NULL AND reopen_status_id IS NULL"), 1);
 
     // The mailbox acts on them: only in Cc → ignored.
     let path = t.dir.path().join("cc.eml");
@@ -359,7 +417,7 @@ fn mailbox_set_takes_the_entity_options_and_refuses_bad_values() {
     fails(&t, &["mailbox", "set", "nobody@msp.example", "--only-when-to", "no"], 64, &["no mailbox nobody@msp.example"]);
     // One transaction: the good option before the bad one is not applied either.
     fails(&t, &["mailbox", "set", mb, "--strip-quotes", "yes", "--completed-ticket", "never"], 64, &["completed-ticket"]);
-    assert_eq!(count(&t, "SELECT count(*) AS n FROM mailboxes WHERE id = 1 AND strip_quotes = 0 AND completed_ticket = 'new'"), 1);
+    assert_eq!(count(&t, "SELECT count(*) AS n FROM mailboxes WHERE id = 1 AND strip_quotes = FALSE AND completed_ticket = 'new'"), 1);
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The entry point against a real SQLite database: idempotency, threading, numbering, attribution,
-//! atomicity and concurrency.
+//! The entry point against a real database (SQLite or PostgreSQL, see tests/common/mod.rs):
+//! idempotency, threading, numbering, attribution, atomicity and concurrency.
 
 mod common;
 
@@ -216,7 +216,7 @@ fn numbers_run_per_day() {
 fn a_failure_half_way_writes_nothing() {
     // Attachments fail to store: the ticket, its number and the record must all be undone.
     let db = TestDb::new(&(common::DIRECTORY_SQL.to_string()
-        + "CREATE TRIGGER no_files BEFORE INSERT ON attachments BEGIN SELECT RAISE(ABORT, 'disk says no'); END;"));
+        + &common::refuse_inserts_sql("no_files", "attachments", None, "disk says no")));
     let raw = b"From: alice@example.com\r\nSubject: with file\r\nMessage-ID: <f@x>\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee file\r\n--b\r\nContent-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0K\r\n--b--\r\n";
     let err = db.engine().process(&envelope("", &[SUPPORT]), raw, Options::default()).unwrap_err();
     assert!(err.is_transient(), "{err}");
@@ -296,7 +296,7 @@ fn configuration_changes_apply_after_reload() {
 fn one_failing_message_does_not_fail_the_messages_committed_with_it() {
     // A trigger refuses one particular ticket; everything written beside it must survive.
     let db = TestDb::new(&(common::DIRECTORY_SQL.to_string()
-        + "CREATE TRIGGER poison BEFORE INSERT ON tickets WHEN NEW.title = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END;"));
+        + &common::refuse_inserts_sql("poison", "tickets", Some("NEW.title = 'poison'"), "poisoned")));
     let engine = std::sync::Arc::new(db.engine());
     let threads: Vec<_> = (0..16)
         .map(|i| {

@@ -1,4 +1,5 @@
-//! Projects, tasks and time entries, and the rules around them, against a real SQLite database:
+//! Projects, tasks and time entries, and the rules around them, against a real database (SQLite
+//! or PostgreSQL, see tests/common/mod.rs):
 //! project and task notes, `#T=`/`#R=`/`#S=` commands and who may give them, entity permissions
 //! of mailboxes, attachment limits, duplicate handling, the loop guard, the cross-company guard,
 //! replies to completed tickets, CC contacts, only-when-in-To, the staff forward marker,
@@ -103,7 +104,7 @@ fn process(db: &TestDb, env: &Envelope, mail: &Mail) -> Outcome {
 }
 
 fn sql(db: &TestDb, script: &str) {
-    db.store.write(|c| store::execute_script(c, script)).unwrap();
+    db.exec(script);
 }
 
 fn setting(db: &TestDb, key: &str, value: &str) {
@@ -170,7 +171,7 @@ fn a_project_number_in_the_subject_makes_a_project_note() {
     assert_eq!((obj.ticket_number, obj.task_number), (None, None));
     let s = o.sender.unwrap();
     assert_eq!((s.kind, s.company.as_deref()), (SenderKind::Contact, Some("Example Corp")));
-    assert_eq!(db.count("SELECT count(*) AS n FROM project_notes WHERE project_id = 1 AND author_contact_id = 1 AND author_resource_id IS NULL AND author_address = 'alice@example.com' AND visibility = 'all' AND unverified = 0 AND mailbox_id = 1 AND title = 'Re: [P20261120.0001] Network refresh' AND body = 'The cabling plan is attached.'"), 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM project_notes WHERE project_id = 1 AND author_contact_id = 1 AND author_resource_id IS NULL AND author_address = 'alice@example.com' AND visibility = 'all' AND unverified = FALSE AND mailbox_id = 1 AND title = 'Re: [P20261120.0001] Network refresh' AND body = 'The cabling plan is attached.'"), 1);
     assert_eq!(db.count(&format!("SELECT count(*) AS n FROM processed_messages WHERE outcome = 'note_added' AND object_kind = 'project_note' AND object_id = {} AND ticket_id IS NULL", obj.id)), 1);
     assert_eq!(db.count("SELECT count(*) AS n FROM projects WHERE id = 1 AND updated_at > '2026-11-27'"), 1);
     // No ticket was made or touched.
@@ -189,14 +190,14 @@ fn a_task_number_in_the_subject_makes_a_task_note() {
     assert_eq!(obj.task_number.as_deref(), Some("K20261120.0001"));
     assert_eq!(obj.project_number.as_deref(), Some("P20261120.0001"));
     assert_eq!(o.sender.unwrap().kind, SenderKind::Resource);
-    assert_eq!(db.count("SELECT count(*) AS n FROM task_notes WHERE task_id = 1 AND author_resource_id = 1 AND author_contact_id IS NULL AND unverified = 0 AND body = 'The new switch arrived; installing Monday.'"), 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM task_notes WHERE task_id = 1 AND author_resource_id = 1 AND author_contact_id IS NULL AND unverified = FALSE AND body = 'The new switch arrived; installing Monday.'"), 1);
     assert_eq!(db.count("SELECT count(*) AS n FROM processed_messages WHERE outcome = 'note_added' AND object_kind = 'task_note'"), 1);
     assert_eq!(db.count("SELECT count(*) AS n FROM project_notes"), 0);
     // With trusted verifiers configured, an unauthenticated staff address is not believed: the
     // note is kept, unverified and internal.
     let o = process(&db, &plain(), &Mail::new(TINA, "K20261120.0001 switch delivered (2)", "Forged?\n"));
     assert_eq!(o.outcome, Verdict::NoteAdded, "{o:?}");
-    assert_eq!(db.count("SELECT count(*) AS n FROM task_notes WHERE task_id = 1 AND unverified = 1 AND visibility = 'internal' AND body = 'Forged?'"), 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM task_notes WHERE task_id = 1 AND unverified = TRUE AND visibility = 'internal' AND body = 'Forged?'"), 1);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -315,7 +316,7 @@ fn a_forged_time_entry_becomes_a_note_that_keeps_the_indicator_line() {
     assert_eq!(db.count("SELECT count(*) AS n FROM time_entries"), 0);
     assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE body LIKE '#T=1.5%'"), 4);
     // The three forged staff notes are not believed to be staff's: unverified and internal.
-    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE body LIKE '#T=1.5%' AND author_resource_id IS NULL AND unverified = 1 AND visibility = 'internal'"), 3);
+    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE body LIKE '#T=1.5%' AND author_resource_id IS NULL AND unverified = TRUE AND visibility = 'internal'"), 3);
     assert_eq!(db.count("SELECT count(*) AS n FROM tickets WHERE id = 1 AND status_id = 1"), 1);
 }
 
@@ -629,15 +630,15 @@ fn an_outsider_writing_to_a_ticket_by_number_gets_an_unverified_internal_note() 
     assert_eq!(o.outcome, Verdict::NoteAdded, "{o:?}");
     assert_eq!(ticket_number(&o), "T20261120.0001");
     assert_eq!(reason(&o), "sender is not a contact of the object's company: note marked unverified (internal)");
-    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 1 AND unverified = 1 AND visibility = 'internal' AND author_contact_id = 2"), 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 1 AND unverified = TRUE AND visibility = 'internal' AND author_contact_id = 2"), 1);
     // A contact of the ticket's company and staff are verified.
     process(&db, &plain(), &Mail::new("alice@example.com", OUTSIDER_REPLY, "Thanks\n"));
     process(&db, &staff(), &Mail::new(TINA, OUTSIDER_REPLY, "Working on it\n"));
-    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 1 AND unverified = 0 AND visibility = 'all'"), 2);
+    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 1 AND unverified = FALSE AND visibility = 'all'"), 2);
     // Project notes are guarded the same way.
     let o = process(&db, &plain(), &Mail::new("bernd@acme.example", "P20261120.0001", "hi\n"));
     assert_eq!(o.outcome, Verdict::NoteAdded);
-    assert_eq!(db.count("SELECT count(*) AS n FROM project_notes WHERE unverified = 1 AND visibility = 'internal'"), 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM project_notes WHERE unverified = TRUE AND visibility = 'internal'"), 1);
 }
 
 #[test]
@@ -646,7 +647,7 @@ fn an_outsider_reply_threaded_by_references_is_trusted() {
     let m = Mail::new("bernd@acme.example", "Re: VPN drops every hour", "We see it too.\n").header("In-Reply-To: <vpn-original@example.com>");
     let o = process(&db, &plain(), &m);
     assert_eq!((o.outcome, ticket_number(&o)), (Verdict::NoteAdded, "T20261120.0001".to_string()), "{o:?}");
-    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 1 AND unverified = 0"), 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 1 AND unverified = FALSE"), 1);
 }
 
 #[test]
@@ -751,7 +752,7 @@ fn create_contacts_adds_unknown_senders_and_ccs() {
     let o = process(&db, &plain(), &m);
     assert_eq!(o.outcome, Verdict::Created, "{o:?}");
     assert!(reason(&o).contains("nina.new@example.com was added as a contact of Example Corp"), "{}", reason(&o));
-    assert_eq!(db.count("SELECT count(*) AS n FROM contacts WHERE company_id = 1 AND email1 = 'nina.new@example.com' AND name = 'Nina New' AND active = 1"), 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM contacts WHERE company_id = 1 AND email1 = 'nina.new@example.com' AND name = 'Nina New' AND active = TRUE"), 1);
     assert_eq!(db.count("SELECT count(*) AS n FROM contacts WHERE company_id = 1 AND email1 = 'ole@example.com'"), 1);
     let nina = db.count("SELECT id AS n FROM contacts WHERE email1 = 'nina.new@example.com'");
     let ole = db.count("SELECT id AS n FROM contacts WHERE email1 = 'ole@example.com'");
@@ -889,11 +890,11 @@ fn excluded_senders_are_rejected_discarded_or_ignored() {
 fn parsing_rules_set_ticket_fields_and_can_leave_mail_unconverted() {
     let db = TestDb::new(&(common::DIRECTORY_SQL.to_string()
         + "INSERT INTO parsing_rules (id, position, mailbox_id, field, pattern, set_queue, set_priority, set_status, set_issue_type, set_company, add_tag, ignore_message, stop) VALUES
-            (1, 10, NULL, 'subject', '^\\[(triage|monitoring alert)\\]', '$1', 'Critical', NULL, NULL, NULL, 'Urgent', 0, 0),
-            (2, 20, NULL, 'header:X-Autoreply', '^yes$', NULL, NULL, NULL, NULL, NULL, NULL, 1, 0),
-            (3, 30, 1, 'from', '@partner\\.example$', NULL, NULL, 'Waiting Customer', 'Hardware', 'Acme GmbH', NULL, 0, 1),
-            (4, 40, NULL, 'from', '@partner\\.example$', 'Triage', NULL, NULL, NULL, NULL, NULL, 0, 0),
-            (5, 50, 2, 'subject', '.', NULL, 'Low', NULL, NULL, NULL, NULL, 0, 0);"));
+            (1, 10, NULL, 'subject', '^\\[(triage|monitoring alert)\\]', '$1', 'Critical', NULL, NULL, NULL, 'Urgent', FALSE, FALSE),
+            (2, 20, NULL, 'header:X-Autoreply', '^yes$', NULL, NULL, NULL, NULL, NULL, NULL, TRUE, FALSE),
+            (3, 30, 1, 'from', '@partner\\.example$', NULL, NULL, 'Waiting Customer', 'Hardware', 'Acme GmbH', NULL, FALSE, TRUE),
+            (4, 40, NULL, 'from', '@partner\\.example$', 'Triage', NULL, NULL, NULL, NULL, NULL, FALSE, FALSE),
+            (5, 50, 2, 'subject', '.', NULL, 'Low', NULL, NULL, NULL, NULL, FALSE, FALSE);"));
     // The capture group names the queue; the tag comes from the rule.
     let o = process(&db, &plain(), &Mail::new("alice@example.com", "[Monitoring Alert] SRV01 down", "x\n"));
     assert_eq!(o.outcome, Verdict::Created, "{o:?}");
@@ -1016,8 +1017,9 @@ fn raw_text_is_purged_after_the_retention_but_the_record_stays() {
     setting(&db, "raw_retention_days", "1");
     process(&db, &plain(), &Mail::new("alice@example.com", "Old one", "x\n"));
     process(&db, &plain(), &Mail::new("alice@example.com", "New one", "y\n"));
-    sql(&db, "UPDATE processed_messages SET received_at = '2020-01-01 00:00:00' WHERE id = 1;
-              UPDATE processed_messages SET received_at = datetime('now', '-1 hour') WHERE id = 2;");
+    let an_hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%d %H:%M:%S");
+    sql(&db, &format!("UPDATE processed_messages SET received_at = '2020-01-01 00:00:00' WHERE id = 1;
+              UPDATE processed_messages SET received_at = '{an_hour_ago}' WHERE id = 2;"));
     assert_eq!(db.count("SELECT count(*) AS n FROM processed_messages WHERE raw IS NOT NULL"), 2);
     assert_eq!(db.engine().purge_raw().unwrap(), 1);
     assert_eq!(db.count("SELECT count(*) AS n FROM processed_messages"), 2);
@@ -1095,6 +1097,6 @@ fn an_unverified_note_does_not_reopen_a_completed_ticket() {
     // T20261120.0002 belongs to Acme and is complete; Alice is of Example Corp.
     let o = process(&db, &plain(), &Mail::new("alice@example.com", "Re: [T20261120.0002] Printer jam", "Ours jams too.\n"));
     assert_eq!(o.outcome, Verdict::NoteAdded, "{o:?}");
-    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 2 AND unverified = 1 AND visibility = 'internal'"), 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM ticket_notes WHERE ticket_id = 2 AND unverified = TRUE AND visibility = 'internal'"), 1);
     assert_eq!(db.count("SELECT count(*) AS n FROM tickets WHERE id = 2 AND status_id = 5"), 1);
 }

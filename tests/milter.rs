@@ -102,7 +102,7 @@ impl Milter {
     }
 
     fn sql(&self, sql: &str) {
-        self.db.store.write(|c| store::execute_script(c, sql)).expect(sql);
+        self.db.exec(sql);
     }
 
     fn tickets(&self) -> i64 {
@@ -725,14 +725,12 @@ async fn headers_over_the_limit_with_quarantine_continue_at_end_of_header() {
 // Failures: database, timeout.
 // ---------------------------------------------------------------------------------------------
 
-const FAILING_TRIGGER: &str = "CREATE TRIGGER tickets_fail BEFORE INSERT ON tickets \
-                               BEGIN SELECT RAISE(ABORT, 'disk on fire'); END;";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_failure_tempfails_451_or_follows_on_database_error() {
     for policy in [Policy::Tempfail, Policy::Accept, Policy::Reject] {
         let m = Milter::start(MilterConfig { on_database_error: policy, ..cfg() }).await;
-        m.sql(FAILING_TRIGGER);
+        m.sql(&common::refuse_inserts_sql("tickets_fail", "tickets", None, "disk on fire"));
         let before = m.tickets();
         let a = send_one(&m, &Mail::new(ALICE, &[SUPPORT], "write fails", "dbfail@example.com")).await;
         let what = format!("{}: {a:?}", policy.as_str());
@@ -752,7 +750,7 @@ async fn a_database_failure_tempfails_451_or_follows_on_database_error() {
         assert_eq!(m.tickets(), before, "{what}");
         assert_eq!(m.db.count("SELECT count(*) AS n FROM processed_messages"), 0, "rolled back: {what}");
         // The database recovers; the retry converts.
-        m.sql("DROP TRIGGER tickets_fail;");
+        m.sql(&common::drop_trigger_sql("tickets_fail", "tickets"));
         let a = send_one(&m, &Mail::new(ALICE, &[SUPPORT], "write fails", "dbfail@example.com")).await;
         assert_eq!(a.status, Status::Accept, "{what} / retry: {a:?}");
         a.number(SUPPORT, "created");
@@ -763,7 +761,7 @@ async fn a_database_failure_tempfails_451_or_follows_on_database_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_tempfails() {
     let m = Milter::start(cfg()).await;
-    m.sql("PRAGMA foreign_keys = OFF; DROP TABLE ticket_tags;");
+    m.sql(&common::drop_table_sql("ticket_tags"));
     let a = send_one(&m, &Mail::new(ALICE, &[SUPPORT], "Drucker kaputt", "notable@example.com")).await;
     assert!(a.reply().starts_with("451 4.3.0 "), "{a:?}");
     m.shutdown().await;
@@ -773,9 +771,10 @@ async fn a_missing_table_tempfails() {
 async fn a_conversion_over_eom_timeout_tempfails_and_the_retry_is_a_duplicate() {
     use diesel::connection::SimpleConnection;
     let m = Milter::start(MilterConfig { eom_timeout: 1, ..cfg() }).await;
-    // Another writer holds the database for 4 s (the milter's busy timeout is 5 s).
+    // Another writer holds the database for 4 s (the milter's busy timeout is 5 s; PostgreSQL
+    // waits for a lock as long as it takes).
     let mut locker = m.db.store.conn().unwrap();
-    locker.batch_execute("BEGIN IMMEDIATE; INSERT INTO settings (key, value) VALUES ('lock', 'held');").unwrap();
+    locker.batch_execute(common::hold_write_lock_sql()).unwrap();
     let release = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(4));
         locker.batch_execute("ROLLBACK;").unwrap();

@@ -3,6 +3,8 @@
 //! (tests/compare_python.py holds the comparison and its short allowlist). Needs `python3`;
 //! without it the test fails rather than skips.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -13,8 +15,9 @@ const MAILBOX: &str = "support@msp.example";
 fn corpus_decodes_like_python_email() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("x.db");
-    let db = db.to_str().expect("utf-8 temp path");
+    // The backend of the other tests (tests/common/mod.rs).
+    let url = common::new_database(dir.path(), "x");
+    let db = url.as_str();
 
     // A fresh database (migrated on first use) that knows the one mailbox the script sends to.
     let add = Command::new(BIN)
@@ -37,6 +40,9 @@ fn corpus_decodes_like_python_email() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     print!("{stdout}");
+    if out.status.success() {
+        common::discard_database(&url);
+    }
     assert!(
         out.status.success(),
         "compare_python.py found differences (exit {:?}):\n{stdout}\n{stderr}",

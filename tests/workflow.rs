@@ -1,4 +1,4 @@
-//! Notifications, loop safety and workflow rules against a real SQLite database: the
+//! Notifications, loop safety and workflow rules against a real database (SQLite or PostgreSQL): the
 //! acknowledgement queued in the converting transaction, never answering machines, the rate
 //! limit, failure notices, bounces of our own notifications, and workflow rules (conditions,
 //! assignment, due dates, rule mail, events, cascades). Every test checks the outbox and the
@@ -132,7 +132,7 @@ impl Desk {
     }
 
     fn sql(&self, script: &str) {
-        self.db.store.write(|c| store::execute_script(c, script)).unwrap();
+        self.db.exec(script);
         self.reload();
     }
 
@@ -192,6 +192,24 @@ impl Desk {
             store::AnyConnection::Postgres(c) => diesel::sql_query(query).load(c).unwrap(),
         };
         rows.into_iter().map(|r| r.t).collect()
+    }
+
+    /// One timestamp from a query such as `SELECT due_at AS t FROM tickets`, as
+    /// `YYYY-MM-DD HH:MM:SS` (what SQLite's datetime() prints; read through diesel, so that
+    /// both backends' storage compares alike).
+    fn timestamp(&self, query: &str) -> Option<String> {
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct T {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamp>)]
+            t: Option<chrono::NaiveDateTime>,
+        }
+        let mut conn = self.db.store.conn().unwrap();
+        let rows: Vec<T> = match &mut *conn {
+            store::AnyConnection::Sqlite(c) => diesel::sql_query(query).load(c).unwrap(),
+            store::AnyConnection::Postgres(c) => diesel::sql_query(query).load(c).unwrap(),
+        };
+        rows.into_iter().next().and_then(|r| r.t).map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
     }
 
     fn outbox(&self) -> i64 {
@@ -338,7 +356,7 @@ fn the_acknowledgement_id_threads_a_reply_back_to_the_ticket() {
 fn an_inactive_acknowledgement_queues_nothing() {
     let d = Desk::new();
     // Installed, but switched off by default.
-    assert_eq!(d.count("SELECT count(*) AS n FROM notification_templates WHERE name = 'acknowledgement' AND active = 0"), 1);
+    assert_eq!(d.count("SELECT count(*) AS n FROM notification_templates WHERE name = 'acknowledgement' AND active = FALSE"), 1);
     let o = d.process(&plain(), &Mail::new("alice@example.com", "Printer broken"));
     assert_eq!(o.outcome, Verdict::Created);
     assert!(o.notices.is_empty(), "{:?}", o.notices);
@@ -689,7 +707,7 @@ fn a_rule_assigns_by_address_and_sets_the_due_date() {
     let o = d.process(&plain(), &Mail::new("alice@example.com", "Due soon"));
     assert_eq!(o.rules, vec!["tina gets it"]);
     assert_eq!(d.count(&format!("SELECT count(*) AS n FROM tickets WHERE id = {FIRST_ID} AND assigned_resource_id = 1")), 1);
-    assert_eq!(d.text(&format!("SELECT datetime(due_at) AS t FROM tickets WHERE id = {FIRST_ID}")).as_deref(), Some("2026-11-29 10:00:00"));
+    assert_eq!(d.timestamp(&format!("SELECT due_at AS t FROM tickets WHERE id = {FIRST_ID}")).as_deref(), Some("2026-11-29 10:00:00"));
 }
 
 #[test]

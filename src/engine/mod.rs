@@ -100,12 +100,19 @@ impl Engine {
     pub fn prepare(&self, envelope: Envelope, raw: Vec<u8>) -> Prepared {
         let snapshot = self.snapshot();
         let targets = Engine::scope(&snapshot, &envelope.recipients);
-        let inbound = if targets.is_empty() {
+        let mut inbound = if targets.is_empty() {
             Inbound::default()
         } else {
             pipeline::parse(&raw)
         };
-        let analysis = pipeline::analyse(&inbound, &raw, &envelope, &snapshot);
+        let postgres = !self.store.url().is_sqlite();
+        if postgres {
+            postgres_text(&mut inbound);
+        }
+        let mut analysis = pipeline::analyse(&inbound, &raw, &envelope, &snapshot);
+        if postgres {
+            analysis.subject_key = postgres_index_key(std::mem::take(&mut analysis.subject_key));
+        }
         Prepared {
             envelope,
             raw,
@@ -266,6 +273,63 @@ impl Engine {
             Ok(outcomes)
         })
     }
+}
+
+/// PostgreSQL only: text values cannot hold NUL characters (SQLite stores them), so the parsed
+/// message loses them before anything is looked up or written — as the body text always does
+/// (`pipeline::normalise_text`). Without this, a stray NUL in a header (a broken or hostile
+/// message) would fail every statement that binds it, and the message would be tempfailed
+/// for good.
+fn postgres_text(m: &mut Inbound) {
+    fn clean(s: &mut String) {
+        if s.contains('\0') {
+            s.retain(|c| c != '\0');
+        }
+    }
+    fn clean_addr(a: &mut crate::model::Address) {
+        clean(&mut a.email);
+        if let Some(n) = &mut a.name {
+            clean(n);
+        }
+    }
+    clean(&mut m.subject);
+    for a in [&mut m.from, &mut m.reply_to, &mut m.sender, &mut m.resent_from].into_iter().flatten() {
+        clean_addr(a);
+    }
+    m.to.iter_mut().chain(m.cc.iter_mut()).for_each(clean_addr);
+    m.message_id.iter_mut().chain(m.in_reply_to.iter_mut()).chain(m.references.iter_mut()).for_each(clean);
+    clean(&mut m.text);
+    if let Some(h) = &mut m.html {
+        clean(h);
+    }
+    for a in &mut m.attachments {
+        clean(&mut a.filename);
+        clean(&mut a.content_type);
+        if let Some(id) = &mut a.content_id {
+            clean(id);
+        }
+    }
+    for (n, v) in &mut m.headers {
+        clean(n);
+        clean(v);
+    }
+    m.problems.iter_mut().for_each(clean);
+}
+
+/// Longest subject key (bytes) stored as it is on PostgreSQL.
+const POSTGRES_MAX_INDEX_KEY: usize = 1000;
+
+/// PostgreSQL only: a B-tree index entry must fit a third of a page (about 2.7 KB), and the
+/// subject key is indexed with the sender (duplicate detection, loop guard); SQLite has no such
+/// limit. A longer key (a subject of kilobytes) is kept as its SHA-256, which compares equal
+/// exactly when the keys do, so duplicate detection and the loop guard work as on SQLite.
+fn postgres_index_key(key: String) -> String {
+    if key.len() <= POSTGRES_MAX_INDEX_KEY {
+        return key;
+    }
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 fn load_snapshot(store: &Store) -> Result<Snapshot> {

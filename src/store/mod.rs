@@ -93,7 +93,7 @@ impl Store {
         let url = DbUrl::parse(url).map_err(Error::Config)?;
         // One direct attempt first, so the error names the cause (not just a pool timeout).
         let first = conn::establish(&url, &opts.conn).map_err(|e| {
-            Error::Database(format!("cannot open {}: {}", url.redacted(), e.to_string().trim()))
+            single_line(Error::Database(format!("cannot open {}: {}", url.redacted(), e.to_string().trim())))
         })?;
         drop(first);
         let manager = conn::Manager {
@@ -122,7 +122,7 @@ impl Store {
     /// A pooled connection.
     pub fn conn(&self) -> Result<r2d2::PooledConnection<conn::Manager>> {
         self.pool.get().map_err(|e| {
-            Error::Database(format!("cannot get a connection to {}: {e}", self.url.redacted()))
+            single_line(Error::Database(format!("cannot get a connection to {}: {e}", self.url.redacted())))
         })
     }
 
@@ -142,11 +142,11 @@ impl Store {
                 use diesel::connection::SimpleConnection;
                 // (ConnOptions only concern SQLite.)
                 let mut conn = conn::establish(&self.url, &ConnOptions::default()).map_err(|e| {
-                    Error::Database(format!("cannot open {}: {}", self.url.redacted(), e.to_string().trim()))
+                    single_line(Error::Database(format!("cannot open {}: {}", self.url.redacted(), e.to_string().trim())))
                 })?;
                 conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
-                    .map_err(|e| Error::Database(format!("cannot take the migration lock: {e}")))?;
-                run(&mut conn)
+                    .map_err(|e| single_line(Error::Database(format!("cannot take the migration lock: {e}"))))?;
+                run(&mut conn).map_err(single_line)
             }
         }
     }
@@ -180,7 +180,27 @@ impl Store {
     /// Run `f` with a connection, outside an explicit transaction (reads).
     pub fn read<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
-        f(&mut conn)
+        f(&mut conn).map_err(single_line)
+    }
+}
+
+/// A database error on one line. libpq's messages span several (`connection refused` is
+/// followed by "\n\tIs the server running on that host …?", a lost connection by "\n\tThis
+/// probably means …"), and they end up in the mail log, whose every entry must be one line
+/// (one message, one line, found by its queue id). SQLite's messages are one line already.
+pub fn single_line(e: Error) -> Error {
+    match e {
+        Error::Database(m) if m.contains(['\n', '\r']) => {
+            let mut out = String::with_capacity(m.len());
+            for line in m.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(line);
+            }
+            Error::Database(out)
+        }
+        e => e,
     }
 }
 
@@ -202,6 +222,14 @@ pub enum Finish {
 /// IMMEDIATE`), so a read-then-write never fails on a lock upgrade. A panic in `f` rolls back
 /// and becomes an internal error.
 pub fn transaction<T>(
+    conn: &mut AnyConnection,
+    finish: Finish,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+) -> Result<T> {
+    transaction_inner(conn, finish, f).map_err(single_line)
+}
+
+fn transaction_inner<T>(
     conn: &mut AnyConnection,
     finish: Finish,
     f: impl FnOnce(&mut AnyConnection) -> Result<T>,
@@ -269,10 +297,10 @@ impl From<Error> for StoreFail {
 
 impl From<StoreFail> for Error {
     fn from(e: StoreFail) -> Self {
-        match e {
+        single_line(match e {
             StoreFail::Diesel(d) => d.into(),
             StoreFail::Other(e) => e,
-        }
+        })
     }
 }
 
@@ -315,5 +343,21 @@ pub mod sqlfn {
         /// Lower-case a nullable text value.
         #[sql_name = "lower"]
         fn lower_nullable(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_errors_become_one_line() {
+        let libpq = "cannot get a connection to postgres://tm@db/tm: connection to server at \"127.0.0.1\", port 5432 failed: Connection refused\n\tIs the server running on that host and accepting TCP/IP connections?\n";
+        assert_eq!(
+            single_line(Error::Database(libpq.into())).to_string(),
+            "database error: cannot get a connection to postgres://tm@db/tm: connection to server at \"127.0.0.1\", port 5432 failed: Connection refused Is the server running on that host and accepting TCP/IP connections?"
+        );
+        assert_eq!(single_line(Error::Database("database is locked".into())).to_string(), "database error: database is locked");
+        assert_eq!(single_line(Error::Usage("a\nb".into())).to_string(), "a\nb");
     }
 }

@@ -1,7 +1,9 @@
 //! A private Postfix, an smtp-sink and the built ticketmilter for end-to-end tests.
 //!
 //! [`Env::start`] builds, in a fresh directory under /tmp:
-//! - a SQLite database loaded with tests/fixtures/directory.sql (`ticketmilter load`);
+//! - a database loaded with tests/fixtures/directory.sql (`ticketmilter load`): a SQLite file,
+//!   or with `TICKETMILTER_TEST_BACKEND=postgres` a fresh PostgreSQL database (the backend is
+//!   chosen in tests/common/mod.rs, shared with the other tests);
 //! - `smtp-sink -u postfix -d DIR/sink/%M. 127.0.0.1:SINKPORT 100`, which stores what Postfix
 //!   relays (one file per transaction, with `X-Rcpt-Args:` lines for the RCPT TOs);
 //! - `ticketmilter run --socket inet:127.0.0.1:MILTERPORT`, logging to DIR/milter.log;
@@ -19,19 +21,25 @@
 //! maillog and the sink log are printed first.
 #![allow(dead_code)]
 
+#[path = "../common/mod.rs"]
+pub mod common;
+
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel::{Connection, RunQueryDsl, SqliteConnection};
+use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
+
+use common::Backend;
 
 /// Slack for one SMTP transaction or admin command.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -369,7 +377,10 @@ pub struct Env {
     pub root: PathBuf,
     pub pf_dir: PathBuf,
     pub sink_dir: PathBuf,
-    pub db_path: PathBuf,
+    /// The database URL the milter and the admin commands use (`sqlite:PATH` or `postgres://…`).
+    pub db_url: String,
+    /// The PostgreSQL cluster of this test alone ([`Env::start_with_own_database_server`]).
+    own_cluster: Option<OwnCluster>,
     pub config_path: PathBuf,
     pub milter_log: PathBuf,
     pub maillog: PathBuf,
@@ -403,6 +414,17 @@ impl Env {
     /// [`Env::start_with_settings`], with the notification sender pointed at `notify_port`
     /// (None: the milter'd smtpd, as an installation that relays through its own Postfix).
     pub fn start_with(settings: &[(&str, &str)], notify_port: Option<u16>) -> Env {
+        Env::start_full(settings, notify_port, false)
+    }
+
+    /// [`Env::start`] on a database server that [`Env::take_database_down`] may stop: with
+    /// PostgreSQL a private cluster of this test alone (the shared test server stays up for
+    /// the other tests); with SQLite the same as [`Env::start`].
+    pub fn start_with_own_database_server() -> Env {
+        Env::start_full(&[], None, true)
+    }
+
+    fn start_full(settings: &[(&str, &str)], notify_port: Option<u16>, own_server: bool) -> Env {
         require_environment();
         let (pf_uid, pf_gid) = postfix_user();
         let base = if Path::new("/tmp").is_dir() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
@@ -426,9 +448,18 @@ impl Env {
         for d in [&sink_dir, &data_dir] {
             std::os::unix::fs::chown(d, Some(pf_uid), Some(pf_gid)).expect("chown postfix");
         }
+        let (db_url, own_cluster) = match (common::backend(), own_server) {
+            (Backend::Sqlite, _) => (format!("sqlite:{}", db_dir.join("tickets.db").display()), None),
+            (Backend::Postgres, false) => (common::new_database(&db_dir, "tickets"), None),
+            (Backend::Postgres, true) => {
+                let (cluster, url) = OwnCluster::start();
+                (url, Some(cluster))
+            }
+        };
         let mut env = Env {
             dir: Some(dir),
-            db_path: db_dir.join("tickets.db"),
+            db_url,
+            own_cluster,
             config_path: root.join("ticketmilter.toml"),
             milter_log: root.join("milter.log"),
             maillog: pf_dir.join("maillog"),
@@ -451,13 +482,13 @@ impl Env {
             &env.config_path,
             format!(
                 "# ticketmilter for the Postfix end-to-end tests\n\
-                 [database]\nurl = \"sqlite:{db}\"\nbusy_timeout_ms = 300\nconnect_timeout = 5\n\n\
+                 [database]\nurl = \"{db}\"\nbusy_timeout_ms = 300\nconnect_timeout = 5\n\n\
                  [milter]\nsocket = \"inet:127.0.0.1:{port}\"\nmax_message_size = {max}\n\
                  reload_interval = 1\neom_timeout = 20\n\n\
                  [notify]\nrelay = \"127.0.0.1\"\nport = {notify}\ninterval = 1\ntimeout = 10\n\
                  backoff = 1\nbackoff_max = 2\nmax_attempts = 50\nlease = 30\n\n\
                  [log]\nlevel = \"info\"\ntarget = \"stderr\"\n",
-                db = env.db_path.display(),
+                db = env.db_url,
                 notify = env.notify_port,
                 port = env.milter_port,
                 max = MAX_MESSAGE_SIZE
@@ -467,6 +498,7 @@ impl Env {
 
         let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/directory.sql");
         env.admin(&["load", fixture.to_str().unwrap()]);
+        common::fixture_loaded(&env.db_url);
         for (key, value) in settings {
             env.admin(&["setting", "set", key, value]);
         }
@@ -507,7 +539,7 @@ impl Env {
             .arg("--config")
             .arg(&self.config_path)
             .arg("--database")
-            .arg(format!("sqlite:{}", self.db_path.display()))
+            .arg(&self.db_url)
             .arg("run")
             .arg("--socket")
             .arg(format!("inet:127.0.0.1:{}", self.milter_port))
@@ -622,7 +654,7 @@ impl Env {
                 .arg("--config")
                 .arg(&self.config_path)
                 .arg("--database")
-                .arg(format!("sqlite:{}", self.db_path.display()))
+                .arg(&self.db_url)
                 .args(args)
                 .env_remove("RUST_LOG")
                 .env_remove("TICKETMILTER_CONFIG")
@@ -804,10 +836,15 @@ impl Env {
 
     // -- the database ------------------------------------------------------------------------
 
-    fn connect(&self) -> SqliteConnection {
-        let mut c = SqliteConnection::establish(self.db_path.to_str().unwrap()).expect("open the test database");
-        c.batch_execute("PRAGMA busy_timeout = 10000;").expect("busy_timeout");
-        c
+    fn connect(&self) -> TestConn {
+        match self.db_url.strip_prefix("sqlite:") {
+            Some(path) => {
+                let mut c = SqliteConnection::establish(path).expect("open the test database");
+                c.batch_execute("PRAGMA busy_timeout = 10000;").expect("busy_timeout");
+                TestConn::Sqlite(c)
+            }
+            None => TestConn::Postgres(common::pg::connect(&self.db_url)),
+        }
     }
 
     /// One integer from `sql` with text parameters, e.g.
@@ -818,21 +855,45 @@ impl Env {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let mut c = self.connect();
-        let mut q = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-        for a in args {
-            q = q.bind::<diesel::sql_types::Text, _>(a.to_string());
+        match self.connect() {
+            TestConn::Sqlite(mut c) => {
+                let mut q = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+                for a in args {
+                    q = q.bind::<diesel::sql_types::Text, _>(a.to_string());
+                }
+                q.get_result::<N>(&mut c).unwrap_or_else(|e| panic!("{sql} ({args:?}): {e}")).n
+            }
+            TestConn::Postgres(mut c) => {
+                let mut q = diesel::sql_query(numbered_placeholders(sql)).into_boxed::<diesel::pg::Pg>();
+                for a in args {
+                    q = q.bind::<diesel::sql_types::Text, _>(a.to_string());
+                }
+                q.get_result::<N>(&mut c).unwrap_or_else(|e| panic!("{sql} ({args:?}): {e}")).n
+            }
         }
-        q.get_result::<N>(&mut c).unwrap_or_else(|e| panic!("{sql} ({args:?}): {e}")).n
     }
 
-    /// Take SQLite's write lock (BEGIN EXCLUSIVE) and hold it until the guard is released or
-    /// dropped: every write of the milter then fails with "database is locked" after its
-    /// busy_timeout (300 ms here), the "database busy/unavailable" case.
-    pub fn lock_database(&self) -> DbLock {
-        let mut c = self.connect();
-        c.batch_execute("BEGIN EXCLUSIVE;").expect("BEGIN EXCLUSIVE on the test database");
-        DbLock(Some(c))
+    /// Make the database unavailable to the milter until [`DbOutage::end`] (or drop):
+    /// - SQLite: take its write lock (BEGIN EXCLUSIVE) and hold it: every write of the milter
+    ///   fails with "database is locked" after its busy_timeout (300 ms here);
+    /// - PostgreSQL: stop the server (a fast shutdown: sessions are ended, new connections
+    ///   refused); `end` starts it again on the same port. Needs an Env of
+    ///   [`Env::start_with_own_database_server`], so that no other test loses its database.
+    pub fn take_database_down(&self) -> DbOutage<'_> {
+        match self.connect() {
+            TestConn::Sqlite(mut c) => {
+                c.batch_execute("BEGIN EXCLUSIVE;").expect("BEGIN EXCLUSIVE on the test database");
+                DbOutage { env: self, lock: Some(c), stopped: false }
+            }
+            TestConn::Postgres(c) => {
+                drop(c);
+                let cluster = self.own_cluster.as_ref().expect(
+                    "take_database_down on PostgreSQL needs Env::start_with_own_database_server (the shared server must stay up)",
+                );
+                cluster.stop_server();
+                DbOutage { env: self, lock: None, stopped: true }
+            }
+        }
     }
 
     /// Diagnostics: the tails of every log.
@@ -908,29 +969,187 @@ impl Drop for Env {
         if let Some(mut s) = self.sink.take() {
             s.stop(Duration::from_secs(2));
         }
-        if std::env::var("TICKETMILTER_E2E_KEEP").as_deref() == Ok("1")
-            && let Some(d) = self.dir.take()
-        {
+        let keep = std::env::var("TICKETMILTER_E2E_KEEP").as_deref() == Ok("1");
+        if keep && let Some(d) = self.dir.take() {
             eprintln!("keeping the test directory {}", d.keep().display());
         }
-    }
-}
-
-/// SQLite's write lock held by the test; released by `release` or on drop.
-pub struct DbLock(Option<SqliteConnection>);
-
-impl DbLock {
-    pub fn release(mut self) {
-        if let Some(mut c) = self.0.take() {
-            c.batch_execute("ROLLBACK;").expect("release the database lock");
+        // A database on the shared PostgreSQL server goes too (kept when the test failed); a
+        // private cluster is removed as a whole when the field is dropped.
+        if !keep && self.own_cluster.is_none() {
+            common::discard_database(&self.db_url);
         }
     }
 }
 
-impl Drop for DbLock {
+/// A connection of the test itself to the milter's database.
+enum TestConn {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// `?` placeholders (outside quoted literals) as PostgreSQL's `$1`, `$2`, ….
+fn numbered_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let (mut n, mut quoted) = (0, false);
+    for ch in sql.chars() {
+        match ch {
+            '\'' => {
+                quoted = !quoted;
+                out.push(ch);
+            }
+            '?' if !quoted => {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            }
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+/// The database made unavailable by [`Env::take_database_down`]; available again after `end`
+/// or on drop.
+pub struct DbOutage<'a> {
+    env: &'a Env,
+    /// SQLite: the connection holding the write lock.
+    lock: Option<SqliteConnection>,
+    /// PostgreSQL: the test's own server was stopped.
+    stopped: bool,
+}
+
+impl DbOutage<'_> {
+    /// What the milter's database error says while the database is down: SQLite's "database is
+    /// locked", PostgreSQL's refused or lost connection.
+    pub fn symptoms(&self) -> &'static [&'static str] {
+        if self.lock.is_some() {
+            &["locked"]
+        } else {
+            // "cannot get a connection … Connection refused", "terminating connection due to
+            // administrator command", "server closed the connection unexpectedly".
+            &["connection"]
+        }
+    }
+
+    /// Make the database available again.
+    pub fn end(mut self) {
+        self.restore(true);
+    }
+
+    fn restore(&mut self, must: bool) {
+        if let Some(mut c) = self.lock.take() {
+            let r = c.batch_execute("ROLLBACK;");
+            if must {
+                r.expect("release the database lock");
+            }
+        }
+        if std::mem::take(&mut self.stopped) {
+            if let Some(cluster) = &self.env.own_cluster {
+                cluster.start_server(must);
+            }
+        }
+    }
+}
+
+impl Drop for DbOutage<'_> {
     fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.batch_execute("ROLLBACK;");
+        self.restore(false);
+    }
+}
+
+/// A PostgreSQL cluster for one test alone (`tests/pg-cluster` with a state directory of its
+/// own), for tests that stop the server. Removed on drop; a watchdog removes it too when the
+/// test process dies without unwinding (as in tests/pg/mod.rs).
+struct OwnCluster {
+    dir: PathBuf,
+    url: String,
+    watchdog: Option<u32>,
+}
+
+impl OwnCluster {
+    /// Start the cluster and make a database in it; (cluster, database URL).
+    fn start() -> (OwnCluster, String) {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let dir = PathBuf::from(format!(
+            "/tmp/tm-e2e-pg-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let watchdog = Command::new("bash")
+            .args(["-c", r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done; exec "$0" stop"#])
+            .arg(common::pg::cluster_script())
+            .arg(std::process::id().to_string())
+            .env("TICKETMILTER_PG_DIR", &dir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()
+            .map(|c| c.id());
+        let mut cluster = OwnCluster { dir, url: String::new(), watchdog };
+        cluster.url = cluster.run_script("start").unwrap_or_else(|e| panic!("{e}"));
+        let mut c = common::pg::connect(&cluster.url);
+        diesel::sql_query("CREATE DATABASE tm_e2e TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'")
+            .execute(&mut c)
+            .expect("create the database of the private cluster");
+        let url = common::pg::with_database(&cluster.url, "tm_e2e");
+        (cluster, url)
+    }
+
+    /// `tests/pg-cluster CMD` on this cluster's directory; its stdout, or the reason it failed.
+    fn run_script(&self, cmd: &str) -> Result<String, String> {
+        let script = common::pg::cluster_script();
+        let out = Command::new(&script)
+            .arg(cmd)
+            .env("TICKETMILTER_PG_DIR", &self.dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`{} {cmd}` (TICKETMILTER_PG_DIR={}) failed ({}):\n{}",
+                script.display(),
+                self.dir.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// A fast shutdown of the server (SIGINT to the postmaster): sessions are ended, the data
+    /// stays. Returns when the postmaster is gone.
+    fn stop_server(&self) {
+        let pidfile = self.dir.join("data/postmaster.pid");
+        let pid: i32 = read_lossy(&pidfile)
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no postmaster pid in {}", pidfile.display()));
+        // SAFETY: signalling the postmaster of the cluster this test started, by its pid.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        wait_for("the private PostgreSQL server to stop", Duration::from_secs(60), || (!alive(pid)).then_some(()));
+    }
+
+    /// Start the stopped server again (on its old port, which the URL names).
+    fn start_server(&self, must: bool) {
+        match self.run_script("start") {
+            Ok(url) if url == self.url => {}
+            Ok(url) if must => panic!("the private PostgreSQL came back as {url}, not {}", self.url),
+            Err(e) if must => panic!("{e}"),
+            Ok(_) | Err(_) => {}
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        if let Some(pid) = self.watchdog.take() {
+            // SAFETY: the watchdog this cluster started, by its pid.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        if let Err(e) = self.run_script("stop") {
+            eprintln!("{e}");
         }
     }
 }
