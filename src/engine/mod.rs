@@ -109,10 +109,7 @@ impl Engine {
         if postgres {
             postgres_text(&mut inbound);
         }
-        let mut analysis = pipeline::analyse(&inbound, &raw, &envelope, &snapshot);
-        if postgres {
-            analysis.subject_key = postgres_index_key(std::mem::take(&mut analysis.subject_key));
-        }
+        let analysis = pipeline::analyse(&inbound, &raw, &envelope, &snapshot);
         Prepared {
             envelope,
             raw,
@@ -314,22 +311,6 @@ fn postgres_text(m: &mut Inbound) {
         clean(v);
     }
     m.problems.iter_mut().for_each(clean);
-}
-
-/// Longest subject key (bytes) stored as it is on PostgreSQL.
-const POSTGRES_MAX_INDEX_KEY: usize = 1000;
-
-/// PostgreSQL only: a B-tree index entry must fit a third of a page (about 2.7 KB), and the
-/// subject key is indexed with the sender (duplicate detection, loop guard); SQLite has no such
-/// limit. A longer key (a subject of kilobytes) is kept as its SHA-256, which compares equal
-/// exactly when the keys do, so duplicate detection and the loop guard work as on SQLite.
-fn postgres_index_key(key: String) -> String {
-    if key.len() <= POSTGRES_MAX_INDEX_KEY {
-        return key;
-    }
-    use sha2::{Digest, Sha256};
-    let hex: String = Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 fn load_snapshot(store: &Store) -> Result<Snapshot> {

@@ -101,8 +101,8 @@ pub fn delete(conn: &mut AnyConnection, id: i64) -> Result<()> {
 /// Messages from a sender with a normalised subject since a time (the loop guard).
 pub fn count_recent(conn: &mut AnyConnection, sender: &str, subject_key: &str, since: NaiveDateTime) -> Result<i64> {
     Ok(processed_messages::table
-        .filter(processed_messages::sender_address.eq(sender.to_ascii_lowercase()))
-        .filter(processed_messages::subject_key.eq(subject_key))
+        .filter(processed_messages::sender_address.eq(super::index_key(&sender.to_ascii_lowercase()).into_owned()))
+        .filter(processed_messages::subject_key.eq(super::index_key(subject_key)))
         .filter(processed_messages::received_at.ge(since))
         .count()
         .get_result(conn)?)

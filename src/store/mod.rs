@@ -333,6 +333,22 @@ pub fn is_unique_violation(e: &DieselError) -> bool {
     matches!(e, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
 }
 
+/// Longest indexed text value (bytes) stored as it is.
+pub const MAX_INDEX_KEY: usize = 1000;
+
+/// An indexed text value as stored and looked up: unchanged up to [`MAX_INDEX_KEY`] bytes,
+/// else `sha256:<hex>` of it. PostgreSQL refuses B-tree entries over about 2.7 KB, so a
+/// hostile 4 KB sender address, alert id or Message-ID would otherwise fail every attempt (and
+/// the message be tempfailed for good); equal values still compare equal, so duplicate
+/// detection, threading and the loop guard work on such values too. Both backends store the
+/// same.
+pub fn index_key(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.len() <= MAX_INDEX_KEY {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    std::borrow::Cow::Owned(format!("sha256:{}", crate::pipeline::parse::sha256_hex(value.as_bytes())))
+}
+
 /// `lower(text)` in SQL; both backends have it.
 pub mod sqlfn {
     diesel::define_sql_function! {

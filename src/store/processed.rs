@@ -14,7 +14,7 @@ pub fn prior(conn: &mut AnyConnection, mailbox_id: i64, dedup_key: &str) -> Resu
         processed_messages::table
             .left_join(tickets::table)
             .filter(processed_messages::mailbox_id.eq(mailbox_id))
-            .filter(processed_messages::dedup_key.eq(dedup_key))
+            .filter(processed_messages::dedup_key.eq(super::index_key(dedup_key)))
             .select((
                 processed_messages::outcome,
                 processed_messages::object_kind,
@@ -72,8 +72,8 @@ pub fn insert(conn: &mut AnyConnection, r: &Record<'_>) -> diesel::QueryResult<(
     diesel::insert_into(processed_messages::table)
         .values((
             processed_messages::mailbox_id.eq(r.mailbox_id),
-            processed_messages::dedup_key.eq(r.dedup_key),
-            processed_messages::message_id.eq(r.message_id),
+            processed_messages::dedup_key.eq(super::index_key(r.dedup_key)),
+            processed_messages::message_id.eq(r.message_id.map(super::index_key)),
             processed_messages::queue_id.eq(r.queue_id),
             processed_messages::envelope_from.eq(r.envelope_from),
             processed_messages::envelope_rcpt.eq(r.envelope_rcpt),
@@ -84,8 +84,8 @@ pub fn insert(conn: &mut AnyConnection, r: &Record<'_>) -> diesel::QueryResult<(
             processed_messages::reason.eq(r.reason),
             processed_messages::received_at.eq(r.received_at),
             processed_messages::raw.eq(r.raw),
-            processed_messages::sender_address.eq(r.sender_address),
-            processed_messages::subject_key.eq(r.subject_key),
+            processed_messages::sender_address.eq(r.sender_address.map(super::index_key)),
+            processed_messages::subject_key.eq(r.subject_key.map(super::index_key)),
             processed_messages::client_addr.eq(&r.client_addr),
             processed_messages::auth_user.eq(r.auth_user),
         ))

@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::*;
-use super::{AnyConnection, StoreFail, savepoint};
+use super::{AnyConnection, StoreFail, index_key, savepoint};
 use crate::error::Result;
 use super::directory;
 use crate::model::{CompanyRef, NewTicket, TicketRef};
@@ -76,13 +76,14 @@ pub fn by_message_refs(
     if ids.is_empty() {
         return Ok(None);
     }
+    let keys: Vec<String> = ids.iter().map(|i| index_key(i).into_owned()).collect();
     let refs: Vec<(String, i64, Option<i64>)> = message_refs::table
-        .filter(message_refs::message_id.eq_any(ids))
+        .filter(message_refs::message_id.eq_any(&keys))
         .order(message_refs::id)
         .select((message_refs::message_id, message_refs::ticket_id, message_refs::mailbox_id))
         .load(conn)?;
-    for id in ids {
-        let mut candidates: Vec<&(String, i64, Option<i64>)> = refs.iter().filter(|r| &r.0 == id).collect();
+    for (id, key) in ids.iter().zip(&keys) {
+        let mut candidates: Vec<&(String, i64, Option<i64>)> = refs.iter().filter(|r| &r.0 == key).collect();
         candidates.sort_by_key(|r| r.2 != Some(mailbox_id));
         if let Some((_, ticket_id, _)) = candidates.first() {
             if let Some(t) = by_id(conn, *ticket_id)? {
@@ -164,10 +165,10 @@ pub fn create(
                     tickets::mailbox_id.eq(Some(t.mailbox_id)),
                     tickets::created_at.eq(now),
                     tickets::updated_at.eq(now),
-                    tickets::sender_address.eq(&t.sender_address),
-                    tickets::subject_key.eq(&t.subject_key),
-                    tickets::alert_id.eq(&t.alert_id),
-                    tickets::external_id.eq(&t.external_id),
+                    tickets::sender_address.eq(t.sender_address.as_deref().map(index_key)),
+                    tickets::subject_key.eq(index_key(&t.subject_key)),
+                    tickets::alert_id.eq(t.alert_id.as_deref().map(index_key)),
+                    tickets::external_id.eq(t.external_id.as_deref().map(index_key)),
                 ))
                 .returning(tickets::id)
                 .get_result::<i64>(c)
@@ -246,8 +247,8 @@ pub fn recent_by_sender_subject(
 ) -> Result<Option<TicketRef>> {
     let row: Option<TicketRow> = ticket_ref_query!()
         .filter(tickets::mailbox_id.eq(mailbox_id))
-        .filter(tickets::sender_address.eq(sender.to_ascii_lowercase()))
-        .filter(tickets::subject_key.eq(subject_key))
+        .filter(tickets::sender_address.eq(index_key(&sender.to_ascii_lowercase()).into_owned()))
+        .filter(tickets::subject_key.eq(index_key(subject_key)))
         .filter(tickets::created_at.ge(since))
         .filter(statuses::is_complete.eq(false))
         .order(tickets::id.desc())
@@ -263,7 +264,7 @@ pub fn open_by_alert(conn: &mut AnyConnection, mailbox_id: i64, alert_id: Option
     if let Some(a) = alert_id {
         let rows: Vec<TicketRow> = ticket_ref_query!()
             .filter(tickets::mailbox_id.eq(mailbox_id))
-            .filter(tickets::alert_id.eq(a))
+            .filter(tickets::alert_id.eq(index_key(a)))
             .filter(statuses::is_complete.eq(false))
             .order(tickets::id.desc())
             .limit(20)
@@ -273,7 +274,7 @@ pub fn open_by_alert(conn: &mut AnyConnection, mailbox_id: i64, alert_id: Option
     if let Some(x) = external_id {
         let rows: Vec<TicketRow> = ticket_ref_query!()
             .filter(tickets::mailbox_id.eq(mailbox_id))
-            .filter(tickets::external_id.eq(x))
+            .filter(tickets::external_id.eq(index_key(x)))
             .filter(statuses::is_complete.eq(false))
             .order(tickets::id.desc())
             .limit(20)
@@ -292,7 +293,7 @@ pub fn add_message_ref(
 ) -> Result<(), StoreFail> {
     diesel::insert_into(message_refs::table)
         .values((
-            message_refs::message_id.eq(message_id),
+            message_refs::message_id.eq(index_key(message_id)),
             message_refs::ticket_id.eq(ticket_id),
             message_refs::mailbox_id.eq(mailbox_id),
         ))
