@@ -616,3 +616,48 @@ fn trusted_network_authenticates_time_entries() {
     assert_eq!(t["status"], "New", "no #S=, no status change: {t:#}");
     assert_eq!(list_of(&t, "notes").len(), 1, "only the note from before the network was trusted: {t:#}");
 }
+
+/// The database goes away in the middle of a stream of messages through Postfix's queue and
+/// comes back: what arrived during the outage is deferred with 451, and after the repair and a
+/// queue flush every message of the stream is converted exactly once — before, during and
+/// after the outage alike. (On PostgreSQL the server is really stopped and started again; the
+/// daemon reconnects on its own.)
+#[test]
+fn database_outage_during_a_stream_loses_and_doubles_nothing() {
+    let env = Env::start_with_own_database_server();
+    let mut sent: Vec<(String, String)> = Vec::new();
+    let send = |env: &Env, sent: &mut Vec<(String, String)>, n: usize| {
+        let mid = unique_id(&format!("stream-{n}"));
+        let msg = message(ALICE, SUPPORT, &format!("Stream message {n}"), &mid, &[], "One of many.");
+        let s = env.swaks(env.front_port, ALICE, &[SUPPORT], &msg);
+        sent.push((s.queued(), mid));
+    };
+    for n in 0..8 {
+        send(&env, &mut sent, n);
+    }
+    // Let the first part go through, then take the database away while more arrive.
+    for (qid, _) in &sent {
+        env.wait_maillog(qid, "status=sent");
+    }
+    let outage = env.take_database_down();
+    for n in 8..16 {
+        send(&env, &mut sent, n);
+    }
+    for (qid, _) in &sent[8..] {
+        let line = env.wait_maillog(qid, "status=deferred");
+        assert!(line.contains("451 4.3.0"), "deferred for another reason: {line}");
+    }
+    outage.end();
+    for n in 16..24 {
+        send(&env, &mut sent, n);
+    }
+    env.postqueue_flush();
+    for (qid, _) in &sent {
+        env.wait_removed(qid);
+    }
+    for (n, (qid, mid)) in sent.iter().enumerate() {
+        assert_eq!(processed(&env, mid), 1, "message {n} ({qid}, <{mid}>) should be recorded exactly once");
+        assert_eq!(tickets_titled(&env, &format!("Stream message {n}")), 1, "message {n} should make exactly one ticket");
+    }
+    assert_eq!(env.count("SELECT count(*) AS n FROM tickets WHERE title LIKE ?", &["Stream message %"]), 24);
+}
