@@ -4,9 +4,6 @@
 //! queued" are one fact. Automatic mail is never answered, and replies to one address are
 //! rate-limited, counted in the database.
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use chrono::{Duration, NaiveDateTime};
 
 use super::{Options, Prepared};
@@ -63,6 +60,12 @@ pub fn follow(c: &mut AnyConnection, p: &Prepared, plan: &Plan, applied: &Applie
     let Some((event, event_name, ticket_id, status_by_mail)) = event_of(plan, applied) else {
         return Ok(f);
     };
+    // Nothing to evaluate and nothing to send (the usual case without rules or an active
+    // template for this event): the ticket is not even loaded.
+    let refusal = matches!(plan.action, Action::Reject(_));
+    if !refusal && snapshot.workflow.is_empty() && snapshot.templates.for_event(plan.mailbox_id, event_name).is_none() {
+        return Ok(f);
+    }
     let mut ticket = match ticket_id {
         Some(id) => wf::ticket_facts(c, id)?,
         None => None,
@@ -262,15 +265,9 @@ fn public_reason(f: Failure, reason: &str) -> String {
     }
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Sixteen hex digits nobody can guess or repeat (per process: a counter; across hosts: random).
+/// Sixteen hex digits for a Message-ID, different per call and per host.
 fn unique_token() -> String {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
+    format!("{:016x}", crate::notify::random_u64())
 }
 
 struct Queue<'a, 'b> {

@@ -5,9 +5,8 @@
 //! short write: sent; retried later with exponential backoff and jitter (4xx replies, network
 //! trouble); or failed (5xx replies, rows that cannot be built, too many attempts).
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -181,15 +180,9 @@ fn record(store: &Store, cfg: &NotifyConfig, row: &OutboxRow, outcome: Outcome, 
     Ok(())
 }
 
-/// A number in [0, 1) that differs per call (std's randomly keyed hasher over time and a
-/// counter; good enough to spread retries, not for secrets).
+/// A number in [0, 1) that differs per call (spreads retries).
 fn random_unit() -> f64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    h.write_u128(nanos);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    (super::random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Delay before retry number `attempts` (1 = first retry): backoff * 2^(attempts-1), at most
