@@ -6,6 +6,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod logging;
+pub mod metrics;
 pub mod milter;
 pub mod model;
 pub mod pipeline;

@@ -25,6 +25,22 @@ impl Cli {
         self.db.clone()
     }
 
+    /// A Postfix configuration directory (for `check --postfix-config`) with these main.cf
+    /// lines; `check` reads it with postconf.
+    fn postfix_config(&self, main_cf: &str) -> String {
+        let dir = self.dir.path().join("postfix");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("main.cf"), main_cf).unwrap();
+        std::fs::write(dir.join("master.cf"), "").unwrap();
+        dir.to_str().unwrap().to_string()
+    }
+
+    /// `check` against a Postfix that is attached the way the README says.
+    fn check(&self) -> std::process::Output {
+        let pf = self.postfix_config("smtpd_milters = inet:127.0.0.1:8897\nmilter_default_action = tempfail\n");
+        self.run(&["check", "--postfix-config", &pf])
+    }
+
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(binary());
         c.arg("--database").arg(self.db()).args(args);
@@ -248,24 +264,50 @@ fn config_file_and_environment_name_the_database() {
 #[test]
 fn check_lists_problems() {
     let t = Cli::new();
-    let o = t.run(&["check"]);
+    let o = t.check();
     assert_eq!(o.status.code(), Some(1));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("problem: database needs") && out.contains("ticketmilter migrate"), "{out}");
     t.ok(&["migrate"]);
-    let o = t.run(&["check"]);
+    let o = t.check();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("problem: no active mailbox"));
     let sql = t.dir.path().join("bad.sql");
     std::fs::write(&sql, "INSERT INTO settings (key, value) VALUES ('max_tags', 'many'), ('colour', 'red');\nINSERT INTO mailboxes (address, name, active, note_visibility, unknown_sender, created_at) VALUES ('help@x.example', '', TRUE, 'all', 'fallback', CURRENT_TIMESTAMP);\n").unwrap();
     t.ok(&["load", sql.to_str().unwrap()]);
-    let o = t.run(&["check"]);
+    let o = t.check();
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1));
     assert!(out.contains("problem: setting max_tags = \"many\""), "{out}");
     assert!(out.contains("problem: unknown setting \"colour\""), "{out}");
     assert!(out.contains("help@x.example: unknown senders get tickets without a company"), "{out}");
     assert!(out.contains("3 problem(s) found"), "{out}");
+}
+
+#[test]
+fn check_reads_the_postfix_settings() {
+    let t = Cli::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    t.ok(&["load", root.join("conf/example.sql").to_str().unwrap()]);
+    // Attached as the README says: no problem, one line per setting read.
+    let o = t.check();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("ok: Postfix smtpd_milters names ticketmilter's socket inet:127.0.0.1:8897"), "{out}");
+    assert!(out.contains("ok: Postfix milter_default_action = tempfail"), "{out}");
+    // Not attached, and mail passing unconverted while the milter is down: two problems.
+    let pf = t.postfix_config("smtpd_milters = inet:127.0.0.1:12301\nmilter_default_action = accept\n");
+    let o = t.run(&["check", "--postfix-config", &pf]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("problem: Postfix smtpd_milters = inet:127.0.0.1:12301 does not name ticketmilter's socket inet:127.0.0.1:8897"), "{out}");
+    assert!(out.contains("problem: Postfix milter_default_action = accept: while ticketmilter is unreachable mail is delivered without becoming a ticket"), "{out}");
+    assert!(out.contains("2 problem(s) found"), "{out}");
+    // A directory postconf cannot read is a problem, not a silent pass.
+    let o = t.run(&["check", "--postfix-config", "/no/such/postfix"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("problem: Postfix settings:"), "{out}");
 }
 
 #[test]
@@ -278,7 +320,7 @@ fn the_shipped_example_loads_and_converts() {
     assert_eq!(out[0]["sender"]["company"], "Example Corp");
     assert_eq!(out[0]["attachments"][0]["filename"], "display.png");
     assert_eq!(out[0]["tags"], serde_json::json!(["Printer", "Network"]));
-    let o = t.run(&["check"]);
+    let o = t.check();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }
 

@@ -1,12 +1,12 @@
-//! `ticketmilter check`: configuration file, database and SQL configuration, each problem on one
-//! line; exit code 1 when there is any.
+//! `ticketmilter check`: configuration file, database and SQL configuration, sockets and the
+//! Postfix settings, each problem on one line; exit code 1 when there is any.
 
 use super::Context;
 use crate::error::Result;
 use crate::pipeline::{ConfRows, Snapshot};
 use crate::store::{Store, conf};
 
-pub fn run(ctx: &Context) -> Result<i32> {
+pub fn run(ctx: &Context, postfix_config: Option<&std::path::Path>) -> Result<i32> {
     let mut problems: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     match &ctx.config_path {
@@ -32,6 +32,8 @@ pub fn run(ctx: &Context) -> Result<i32> {
         }
     }
     check_socket(&ctx.config.milter.socket, &mut problems, &mut notes);
+    check_metrics(&ctx.config.metrics, &mut problems, &mut notes);
+    super::postconf::check(&ctx.config.milter.socket, postfix_config, &mut problems, &mut notes);
     for n in &notes {
         println!("ok: {n}");
     }
@@ -98,6 +100,42 @@ fn check_socket(spec: &str, problems: &mut Vec<String>, notes: &mut Vec<String>)
                 }
             }
         }
+    }
+}
+
+/// Is the metrics address usable: served by a running ticketmilter, or free to bind?
+fn check_metrics(cfg: &crate::config::MetricsConfig, problems: &mut Vec<String>, notes: &mut Vec<String>) {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let addr = match cfg.address() {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            notes.push("metrics endpoint is off (metrics.listen is empty)".into());
+            return;
+        }
+        Err(e) => {
+            problems.push(e);
+            return;
+        }
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        match std::net::TcpListener::bind(addr) {
+            Ok(_) => notes.push(format!("metrics address {addr} can be bound")),
+            Err(e) => problems.push(format!("metrics address {addr}: cannot listen: {e}")),
+        }
+        return;
+    };
+    // Something listens there: ticketmilter's endpoint, or another program holding the port.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut response = Vec::new();
+    let asked = stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").is_ok();
+    let _ = stream.take(1 << 20).read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    if asked && text.starts_with("HTTP/1.0 200") && text.contains("ticketmilter_build_info") {
+        notes.push(format!("metrics address {addr} answers (ticketmilter is running)"));
+    } else {
+        problems.push(format!("metrics address {addr} is taken by another program"));
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod admin;
 mod check;
+mod postconf;
 mod inspect;
 mod notify;
 mod process;
@@ -50,8 +51,13 @@ pub enum Command {
     Process(process::ProcessArgs),
     /// Apply pending database migrations
     Migrate,
-    /// Check the configuration file, the database and the SQL configuration
-    Check,
+    /// Check the configuration file, the database, the SQL configuration, the sockets and the
+    /// Postfix milter settings (through postconf, when Postfix is installed)
+    Check {
+        /// Postfix configuration directory to read (postconf -c); default: Postfix's own
+        #[arg(long, value_name = "DIR")]
+        postfix_config: Option<PathBuf>,
+    },
     /// Run an SQL file (e.g. conf/example.sql) against the database in one transaction
     Load {
         /// The SQL file
@@ -172,7 +178,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Check => check::run(&ctx),
+        Command::Check { postfix_config } => check::run(&ctx, postfix_config.as_deref()),
         Command::Load { file } => {
             let sql = std::fs::read_to_string(&file)
                 .map_err(|e| Error::Io(format!("cannot read {}: {e}", file.display())))?;

@@ -21,6 +21,40 @@ pub struct Config {
     pub milter: MilterConfig,
     pub notify: NotifyConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus endpoint (off unless `listen` is set).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `IP:port` to serve `GET /metrics` on (`127.0.0.1:9465`, `[::1]:9465`); empty: off.
+    pub listen: String,
+    /// Allow an address that is not loopback (the endpoint has no authentication).
+    pub allow_remote: bool,
+}
+
+impl MetricsConfig {
+    /// The address to serve on, `None` when off; an error names the key and what is wrong.
+    pub fn address(&self) -> std::result::Result<Option<std::net::SocketAddr>, String> {
+        let text = self.listen.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+            format!("metrics.listen: {text:?} is not an IP address and port such as \"127.0.0.1:9465\" or \"[::1]:9465\"")
+        })?;
+        if addr.port() == 0 {
+            return Err(format!("metrics.listen: {text:?} has port 0; name the port to serve on"));
+        }
+        if !addr.ip().is_loopback() && !self.allow_remote {
+            return Err(format!(
+                "metrics.listen: {text:?} is not a loopback address and the endpoint has no authentication; \
+                 use 127.0.0.1 or [::1], or set metrics.allow_remote = true"
+            ));
+        }
+        Ok(Some(addr))
+    }
 }
 
 /// The sender of notifications (the outbox worker inside the daemon).
@@ -263,6 +297,9 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             p.push(format!("log.level: {:?} is not a level or filter", self.log.level));
         }
+        if let Err(e) = self.metrics.address() {
+            p.push(e);
+        }
         if p.is_empty() { Ok(()) } else { Err(p) }
     }
 
@@ -334,5 +371,26 @@ mod tests {
         assert!(e.contains("unknown variant `maybe`"), "{e}");
         let e = Config::parse("[milter]\nsocket = \"tcp:1\"\neom_timeout = 300\nsocket_mode = \"rw\"\n", "t").unwrap_err().to_string();
         assert!(e.contains("milter.socket") && e.contains("eom_timeout") && e.contains("socket_mode"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_checked() {
+        assert_eq!(Config::parse("", "t").unwrap().metrics.address(), Ok(None));
+        let c = Config::parse("[metrics]\nlisten = \"127.0.0.1:9465\"\n", "t").unwrap();
+        assert_eq!(c.metrics.address(), Ok(Some("127.0.0.1:9465".parse().unwrap())));
+        let c = Config::parse("[metrics]\nlisten = \"[::1]:9465\"\n", "t").unwrap();
+        assert_eq!(c.metrics.address(), Ok(Some("[::1]:9465".parse().unwrap())));
+        for bad in ["localhost:9465", "127.0.0.1", "9465", "127.0.0.1:99999", "::1:9465"] {
+            let e = Config::parse(&format!("[metrics]\nlisten = \"{bad}\"\n"), "t.toml").unwrap_err().to_string();
+            assert!(e.contains(&format!("metrics.listen: {bad:?} is not an IP address and port such as")), "{bad}: {e}");
+        }
+        let e = Config::parse("[metrics]\nlisten = \"127.0.0.1:0\"\n", "t").unwrap_err().to_string();
+        assert!(e.contains("has port 0"), "{e}");
+        let e = Config::parse("[metrics]\nlisten = \"0.0.0.0:9465\"\n", "t").unwrap_err().to_string();
+        assert!(e.contains("is not a loopback address") && e.contains("metrics.allow_remote = true"), "{e}");
+        let c = Config::parse("[metrics]\nlisten = \"0.0.0.0:9465\"\nallow_remote = true\n", "t").unwrap();
+        assert_eq!(c.metrics.address(), Ok(Some("0.0.0.0:9465".parse().unwrap())));
+        let e = Config::parse("[metrics]\nport = 9465\n", "t").unwrap_err().to_string();
+        assert!(e.contains("unknown field `port`"), "{e}");
     }
 }

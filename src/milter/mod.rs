@@ -2,6 +2,8 @@
 //! session; end of message hands them to the engine on the blocking pool under a deadline and
 //! turns the outcome into the MTA's answer. Also the daemon: sockets, signals, reloads.
 
+#[doc(hidden)]
+pub mod replay;
 pub mod socket;
 pub mod session;
 pub mod verdict;
@@ -21,6 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{Config, MilterConfig, Policy};
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::metrics::{self, Answered, Handled, Tally};
 use crate::model::{AfterConversion, Envelope, Outcome, Verdict};
 use session::{Session, bare_address};
 use verdict::{Answer, EomPlan, Failure, Policies};
@@ -135,9 +138,12 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                 // Ask also for what a reload may need later, when the MTA offers it.
                 cx.requested_actions = needed | (actions & (Actions::ADD_HEADER | Actions::QUARANTINE));
                 let mut session = Session::default();
+                // Headers are answered one by one, never `NOREPLY_HEADER`: an MTA writes each
+                // header as a small packet of its own, and without a reply to carry the ACK the
+                // second one waits for a delayed ACK (≈ 40 ms per message) in the MTA's Nagle
+                // buffer — Postfix does not set TCP_NODELAY on its milter connections.
                 for (opt, flag) in [
                     (ProtoOpts::LEADING_SPACE, &mut session.leading_space),
-                    (ProtoOpts::NOREPLY_HEADER, &mut session.noreply_header),
                     (ProtoOpts::SKIP, &mut session.skip),
                 ] {
                     if opts.contains(opt) {
@@ -193,6 +199,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                     Status::Continue
                 } else {
                     debug!("{qid}: no mailbox among the recipients; accepted without reading the message");
+                    metrics::global().fast_path_accept();
                     session.reset_message();
                     Status::Accept
                 }
@@ -207,7 +214,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                     session.push_header(name.as_bytes(), value.as_bytes());
                     session.header_over(limit);
                 }
-                if session.noreply_header { Status::Noreply } else { Status::Continue }
+                Status::Continue
             })
         })
         .on_eoh(move |cx| {
@@ -218,12 +225,13 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                 let session = cx.data.get_or_insert_with(Session::default);
                 if !scope(&shared, session) {
                     debug!("{qid}: no mailbox among the recipients; accepted without reading the body");
+                    metrics::global().fast_path_accept();
                     session.reset_message();
                     return Status::Accept;
                 }
                 if session.too_large {
                     // Skip is an answer for body chunks only: at end of header, continue.
-                    return match too_large(&qid, &settings, session, &mut cx.reply) {
+                    return match too_large(&shared, &qid, &settings, session, &mut cx.reply) {
                         Status::Skip => Status::Continue,
                         other => other,
                     };
@@ -245,7 +253,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                 if was_over {
                     return if session.skip { Status::Skip } else { Status::Continue };
                 }
-                too_large(&qid, &settings, session, &mut cx.reply)
+                too_large(&shared, &qid, &settings, session, &mut cx.reply)
             })
         })
         .on_eom(move |cx| {
@@ -264,7 +272,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
 }
 
 /// Answer a message over the size limit (early where the policy allows it).
-fn too_large(qid: &str, settings: &MilterConfig, session: &mut Session, reply: &mut indymilter::SmtpReply) -> Status {
+fn too_large(shared: &Shared, qid: &str, settings: &MilterConfig, session: &mut Session, reply: &mut indymilter::SmtpReply) -> Status {
     let answer = verdict::for_too_large(settings.max_message_size, &Policies::from(settings));
     warn!(
         "{qid}: from={} message larger than max_message_size ({} bytes); answer={}",
@@ -274,6 +282,8 @@ fn too_large(qid: &str, settings: &MilterConfig, session: &mut Session, reply: &
     );
     match early_status(&answer, reply) {
         Some(status) => {
+            let tally = Tally::Failed { mailboxes: mailboxes_of(shared, session), why: Handled::TooLarge };
+            metrics::global().answered(&tally, answer.kind(), false);
             session.reset_message();
             status
         }
@@ -291,17 +301,19 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         return Status::Continue;
     };
     if !scope(shared, session) {
+        metrics::global().fast_path_accept();
         session.reset_message();
         return Status::Accept;
     }
     // `ms=` in the log is the end-of-message work: what the conversion adds to the SMTP dialog.
     let started = Instant::now();
-    let plan = if session.too_large {
-        EomPlan {
+    let (plan, tally) = if session.too_large {
+        let plan = EomPlan {
             answer: verdict::for_too_large(settings.max_message_size, &policies),
             headers: Vec::new(),
             delete_rcpts: Vec::new(),
-        }
+        };
+        (plan, Tally::Failed { mailboxes: mailboxes_of(shared, session), why: Handled::TooLarge })
     } else {
         let envelope = Envelope {
             sender: bare_address(&session.sender),
@@ -342,7 +354,7 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
                 };
                 let plan = verdict::for_outcomes(&outcomes, &session.rcpts, &handling, &policies, settings.add_header);
                 log_outcomes(&qid, &envelope, &outcomes, &plan, started);
-                Ok(plan)
+                Ok((plan, outcomes))
             }
             Ok(Ok((Err(e @ Error::Database(_)), _))) => Err(Failure::Database(e.to_string())),
             Ok(Ok((Err(e), _))) => Err(Failure::Internal(e.to_string())),
@@ -350,7 +362,7 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
             Err(_) => Err(Failure::Timeout(deadline)),
         };
         match failure {
-            Ok(plan) => plan,
+            Ok((plan, outcomes)) => (plan, Tally::Outcomes(outcomes)),
             Err(f) => {
                 let plan = verdict::for_failure(&f, &policies);
                 error!(
@@ -363,13 +375,30 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
                     plan.answer.name(),
                     reply_suffix(&plan.answer)
                 );
-                plan
+                let why = match f {
+                    Failure::Database(_) => Handled::DatabaseError,
+                    Failure::Internal(_) => Handled::InternalError,
+                    Failure::Timeout(_) => Handled::Timeout,
+                };
+                (plan, Tally::Failed { mailboxes: mailboxes_of(shared, session), why })
             }
         }
     };
     let leading_space = session.leading_space;
     session.reset_message();
-    apply_plan(&qid, cx, plan, leading_space).await
+    let answer = plan.answer.kind();
+    let status = apply_plan(&qid, cx, plan, leading_space).await;
+    let m = metrics::global();
+    m.answered(&tally, answer, status == Status::Tempfail && answer != Answered::Tempfail);
+    m.end_of_message(started.elapsed());
+    status
+}
+
+/// The addresses of the mailboxes among the recipients (for the metrics of a message that was
+/// not converted).
+fn mailboxes_of(shared: &Shared, session: &Session) -> Vec<String> {
+    let rcpts: Vec<String> = session.rcpts.iter().map(|r| bare_address(r)).collect();
+    Engine::scope(&shared.engine.snapshot(), &rcpts).into_iter().map(|(_, m)| m.address).collect()
 }
 
 fn reply_suffix(a: &Answer) -> String {
@@ -467,6 +496,7 @@ pub async fn serve(
         max_connections: shared.settings().max_connections,
         ..Default::default()
     };
+    let listener = metrics::CountedListener::new(listener, metrics::global().clone());
     indymilter::run(listener, callbacks(shared), config, shutdown).await
 }
 
@@ -478,6 +508,30 @@ pub struct DaemonArgs {
     pub database: String,
     /// Socket from the command line, overriding the config.
     pub socket: Option<String>,
+}
+
+/// What a SIGHUP cannot apply: every section but the [milter] limits and answers, and the
+/// [milter] keys the running daemon was started with (socket, connections, reload interval).
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    fn differ<T: serde::Serialize>(a: &T, b: &T) -> bool {
+        serde_json::to_value(a).ok() != serde_json::to_value(b).ok()
+    }
+    let (a, b) = (&old.milter, &new.milter);
+    let mut out = Vec::new();
+    for (name, changed) in [
+        ("milter.socket", a.socket != b.socket || a.socket_mode != b.socket_mode || a.socket_group != b.socket_group),
+        ("milter.max_connections", a.max_connections != b.max_connections),
+        ("milter.reload_interval", a.reload_interval != b.reload_interval),
+        ("[database]", differ(&old.database, &new.database)),
+        ("[notify]", differ(&old.notify, &new.notify)),
+        ("[log]", differ(&old.log, &new.log)),
+        ("[metrics]", differ(&old.metrics, &new.metrics)),
+    ] {
+        if changed {
+            out.push(name);
+        }
+    }
+    out
 }
 
 /// The daemon: bind, serve, reload on SIGHUP and on SQL changes, stop on SIGTERM/SIGINT.
@@ -524,6 +578,18 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| Error::Internal(e.to_string()))?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::Internal(e.to_string()))?;
     let listener = socket::bind(&spec, &perms).await.map_err(|e| Error::Config(format!("cannot listen on {socket_text}: {e}")))?;
+    let metrics_task = match config.metrics.address().map_err(Error::Config)? {
+        Some(addr) => {
+            if !addr.ip().is_loopback() {
+                warn!("metrics.listen {addr} is not a loopback address: whoever reaches it can read the metrics");
+            }
+            let task = metrics::start(addr, engine.store().clone())
+                .await
+                .map_err(|e| Error::Config(format!("cannot listen on metrics address {addr}: {e}")))?;
+            Some(task)
+        }
+        None => None,
+    };
     let shared = Shared::new(engine.clone(), config.milter.clone());
     let mailboxes: Vec<String> = engine.snapshot().mailboxes().iter().map(|m| m.address.clone()).collect();
     info!(
@@ -565,8 +631,9 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
                     if let Some(path) = &config_path {
                         match Config::load(path, true) {
                             Ok(new) => {
-                                if new.milter.socket != current.milter.socket || new.database.url != current.database.url {
-                                    warn!("socket and database changes take effect after a restart");
+                                let later = needs_restart(&current, &new);
+                                if !later.is_empty() {
+                                    warn!("changes to {} take effect after a restart", later.join(", "));
                                 }
                                 shared.set_settings(new.milter.clone());
                                 current = new;
@@ -598,6 +665,9 @@ async fn daemon(args: DaemonArgs) -> crate::error::Result<()> {
     })
     .await;
     control.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     notify_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(h) = notifier {
         // The sender finishes the message it is on (bounded by notify.timeout).
@@ -621,5 +691,26 @@ async fn reload_sql(shared: &Arc<Shared>, always: bool) {
         Ok(Ok(None)) => {}
         Ok(Err(e)) => warn!("cannot reload the SQL configuration: {e}; keeping the previous one"),
         Err(e) => warn!("cannot reload the SQL configuration: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_names_what_waits_for_a_restart() {
+        let old = Config::default();
+        let mut new = old.clone();
+        assert!(needs_restart(&old, &new).is_empty());
+        // Applied at once: limits and answers.
+        new.milter.max_message_size += 1;
+        new.milter.eom_timeout += 1;
+        assert!(needs_restart(&old, &new).is_empty());
+        new.milter.socket = "inet:127.0.0.1:9999".into();
+        new.milter.max_connections += 1;
+        new.database.url = "sqlite:/elsewhere.db".into();
+        new.notify.interval += 1;
+        assert_eq!(needs_restart(&old, &new), vec!["milter.socket", "milter.max_connections", "[database]", "[notify]"]);
     }
 }

@@ -11,8 +11,6 @@ pub struct Session {
     pub client: Option<IpAddr>,
     /// The MTA keeps the space after the colon in header values (protocol option negotiated).
     pub leading_space: bool,
-    /// Header callbacks must not be answered (protocol option negotiated).
-    pub noreply_header: bool,
     /// The MTA accepts `Skip` from the body callback.
     pub skip: bool,
 

@@ -34,6 +34,18 @@ impl Answer {
             Answer::Quarantine(_) => "quarantine",
         }
     }
+
+    /// The answer as the metrics count it.
+    pub fn kind(&self) -> crate::metrics::Answered {
+        use crate::metrics::Answered;
+        match self {
+            Answer::Accept => Answered::Accept,
+            Answer::Reject(_) => Answered::Reject,
+            Answer::Tempfail(_) => Answered::Tempfail,
+            Answer::Discard => Answered::Discard,
+            Answer::Quarantine(_) => Answered::Quarantine,
+        }
+    }
 }
 
 /// Everything the end-of-message callback does.

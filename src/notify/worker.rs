@@ -148,6 +148,7 @@ fn record(store: &Store, cfg: &NotifyConfig, row: &OutboxRow, outcome: Outcome, 
         Outcome::Permanent(reply) => {
             store.write(|conn| outbox::mark_failed(conn, row.id, &reply))?;
             report.failed += 1;
+            crate::metrics::global().outbox_failure();
             warn!(id = row.id, kind = %row.kind, to = %row.recipient, reply = %reply, "notification failed");
         }
         Outcome::Deferred(reason) => {
@@ -159,6 +160,7 @@ fn record(store: &Store, cfg: &NotifyConfig, row: &OutboxRow, outcome: Outcome, 
             let error = format!("gave up after {} attempts: {reply}", row.attempts);
             store.write(|conn| outbox::mark_failed(conn, row.id, &error))?;
             report.failed += 1;
+            crate::metrics::global().outbox_failure();
             warn!(id = row.id, kind = %row.kind, to = %row.recipient, attempts = row.attempts, reply = %reply, "notification failed: too many attempts");
         }
         Outcome::Transient(reply) => {
@@ -205,6 +207,7 @@ pub fn spawn(store: Store, cfg: NotifyConfig, stop: Arc<AtomicBool>) -> std::io:
             let full = match pass {
                 Ok(Ok(report)) => report.claimed > 0 && report.claimed >= cfg.batch.max(1) as usize,
                 Ok(Err(e)) => {
+                    crate::metrics::global().database_error();
                     error!(error = %e, "notification pass failed; trying again later");
                     false
                 }
