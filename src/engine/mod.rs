@@ -32,6 +32,9 @@ pub struct Prepared {
     pub analysis: pipeline::Analysis,
     /// (recipient as given, its mailbox), one per distinct mailbox.
     pub targets: Vec<(String, Mailbox)>,
+    /// Per target, in the same order: its parsing rules' result and the lookup keys — pure
+    /// work done here, off the writer, which only looks the keys up.
+    pub keyed: Vec<(pipeline::rules::RuleResult, crate::model::LookupKeys)>,
     pub snapshot: Arc<Snapshot>,
     pub options: Options,
 }
@@ -110,12 +113,21 @@ impl Engine {
             postgres_text(&mut inbound);
         }
         let analysis = pipeline::analyse(&inbound, &raw, &envelope, &snapshot);
+        let keyed = targets
+            .iter()
+            .map(|(_, mailbox)| {
+                let rules = snapshot.rules.evaluate(mailbox.id, &inbound, &snapshot.refs);
+                let keys = pipeline::keys(&inbound, &envelope, &snapshot, &analysis, &rules);
+                (rules, keys)
+            })
+            .collect();
         Prepared {
             envelope,
             raw,
             inbound,
             analysis,
             targets,
+            keyed,
             snapshot,
             options: Options::default(),
         }
@@ -190,8 +202,8 @@ impl Engine {
         let day = settings.time_zone.local(p.envelope.received_at).format("%Y%m%d").to_string();
         self.store.transact(Finish::Rollback, |c| {
             let mut out = Vec::new();
-            for (rcpt, mailbox) in &p.targets {
-                let plan = plan_for(c, &p, rcpt, mailbox, now)?;
+            for (i, (rcpt, mailbox)) in p.targets.iter().enumerate() {
+                let plan = plan_for(c, &p, i, rcpt, mailbox, now)?;
                 let ctx = apply::Context {
                     queue_id: None,
                     envelope_from: if p.envelope.null_sender { "<>" } else { &p.envelope.sender },
@@ -350,12 +362,12 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
     let now = p.envelope.received_at.naive_utc();
     let raw = settings.keep_raw_messages.then_some(p.raw.as_slice());
     let mut outcomes = Vec::with_capacity(p.targets.len());
-    for (rcpt, mailbox) in &p.targets {
+    for (i, (rcpt, mailbox)) in p.targets.iter().enumerate() {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
             let result = store::savepoint(conn, |c| {
-                let plan = plan_for(c, p, rcpt, mailbox, now)?;
+                let plan = plan_for(c, p, i, rcpt, mailbox, now)?;
                 let ctx = apply::Context {
                     queue_id: p.envelope.queue_id.as_deref(),
                     envelope_from: if p.envelope.null_sender { "<>" } else { &p.envelope.sender },
@@ -381,20 +393,20 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
 }
 
 /// The decision for one mailbox: its parsing rules, the lookups, the pure decision.
-pub fn plan_for(conn: &mut AnyConnection, p: &Prepared, rcpt: &str, mailbox: &Mailbox, now: chrono::NaiveDateTime) -> Result<Plan> {
-    let rules = p.snapshot.rules.evaluate(mailbox.id, &p.inbound, &p.snapshot.refs);
-    let keys = pipeline::keys(&p.inbound, &p.envelope, &p.snapshot, &p.analysis, &rules);
+/// `target` indexes `p.targets` and `p.keyed`.
+pub fn plan_for(conn: &mut AnyConnection, p: &Prepared, target: usize, rcpt: &str, mailbox: &Mailbox, now: chrono::NaiveDateTime) -> Result<Plan> {
+    let (rules, keys) = (&p.keyed[target].0, &p.keyed[target].1);
     let facts = apply::facts(conn, &keys, mailbox.id, &p.snapshot.settings, &|d| p.snapshot.is_public_domain(d), now)?;
     Ok(pipeline::decide(&pipeline::Input {
         inbound: &p.inbound,
         envelope: &p.envelope,
         rcpt,
         mailbox,
-        keys: &keys,
+        keys,
         facts: &facts,
         snapshot: &p.snapshot,
         analysis: &p.analysis,
-        rules: &rules,
+        rules,
     }))
 }
 

@@ -116,9 +116,12 @@ pub fn establish(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection, Conne
             let mut c = SqliteConnection::establish(path)?;
             let ms = opts.busy_timeout.as_millis().min(i32::MAX as u128);
             c.batch_execute(&format!(
-                "PRAGMA busy_timeout = {ms}; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
+                "PRAGMA busy_timeout = {ms}; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
+                 PRAGMA temp_store = MEMORY;"
             ))
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            // temp_store = MEMORY: the statement journals of the per-message savepoints stay in
+            // memory instead of a temporary file created and unlinked for each one.
             // WAL lets readers work while one writer commits; it persists in the file.
             // Checkpoints (copying the WAL into the database, with a flush) run in the store's
             // checkpoint thread, not in the commit that happens to cross the threshold: a
