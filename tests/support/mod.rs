@@ -14,9 +14,16 @@
 //!     `tmfront`) to `smtp_port`, so that Postfix itself is the SMTP client of the milter'd
 //!     smtpd and keeps a tempfailed message deferred in its queue (as an upstream MX would).
 //!
+//! [`Env::start_setup`] takes a [`Setup`] for tests of faults (tests/faults.rs): the backend of a
+//! test about one backend, the SQLite database on a small tmpfs of its own, shorter timeouts of
+//! the milter and of Postfix. Such tests also kill and restart the milter, hold the database's
+//! write lock, fill the tmpfs, and send with [`smtp_send`], a plain SMTP client that reports every
+//! reply (many concurrent messages without a process each).
+//!
 //! Every wait has a deadline; every external command runs under a timeout. Dropping the
 //! [`Env`] stops Postfix (`postfix -c DIR stop`, then its master by pid if it lingers), the
-//! milter and the sink, and removes the directory (kept when `TICKETMILTER_E2E_KEEP=1`). When
+//! milter and the sink, unmounts a tmpfs of [`Setup::database_disk_bytes`], and removes the
+//! directory (kept when `TICKETMILTER_E2E_KEEP=1`). When
 //! the drop happens during a panic (a failed assertion), the tails of the milter log, Postfix's
 //! maillog and the sink log are printed first.
 #![allow(dead_code)]
@@ -392,8 +399,12 @@ pub struct Env {
     /// relays to the sink; a test may point it at a port it controls).
     pub notify_port: u16,
     scratch: PathBuf,
-    milter: Option<Daemon>,
+    /// The milter; behind a lock so that a test may kill and restart it while other threads
+    /// send mail ([`Env::kill_milter`], [`Env::restart_milter`]).
+    milter: Mutex<Option<Daemon>>,
     sink: Option<Daemon>,
+    /// The tmpfs the SQLite database lives on ([`Setup::database_disk_bytes`]).
+    db_disk: Option<Tmpfs>,
     postfix_started: bool,
     msg_seq: AtomicU32,
 }
@@ -414,17 +425,34 @@ impl Env {
     /// [`Env::start_with_settings`], with the notification sender pointed at `notify_port`
     /// (None: the milter'd smtpd, as an installation that relays through its own Postfix).
     pub fn start_with(settings: &[(&str, &str)], notify_port: Option<u16>) -> Env {
-        Env::start_full(settings, notify_port, false)
+        Env::start_setup(Setup { settings, notify_port, ..Setup::default() })
     }
 
     /// [`Env::start`] on a database server that [`Env::take_database_down`] may stop: with
     /// PostgreSQL a private cluster of this test alone (the shared test server stays up for
     /// the other tests); with SQLite the same as [`Env::start`].
     pub fn start_with_own_database_server() -> Env {
-        Env::start_full(&[], None, true)
+        Env::start_setup(Setup { own_database_server: true, ..Setup::default() })
     }
 
-    fn start_full(settings: &[(&str, &str)], notify_port: Option<u16>, own_server: bool) -> Env {
+    /// Start sink, milter and Postfix as `setup` says ([`Setup::default`] is [`Env::start`]).
+    pub fn start_setup(setup: Setup<'_>) -> Env {
+        let Setup {
+            settings,
+            notify_port,
+            own_database_server: own_server,
+            backend,
+            database_disk_bytes,
+            busy_timeout_ms,
+            connect_timeout,
+            eom_timeout,
+            milter_content_timeout,
+        } = setup;
+        let backend = backend.unwrap_or_else(common::backend);
+        assert!(
+            database_disk_bytes.is_none() || backend == Backend::Sqlite,
+            "Setup::database_disk_bytes puts a SQLite file on a tmpfs; it needs Setup::backend = Some(Backend::Sqlite)"
+        );
         require_environment();
         let (pf_uid, pf_gid) = postfix_user();
         let base = if Path::new("/tmp").is_dir() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
@@ -448,7 +476,9 @@ impl Env {
         for d in [&sink_dir, &data_dir] {
             std::os::unix::fs::chown(d, Some(pf_uid), Some(pf_gid)).expect("chown postfix");
         }
-        let (db_url, own_cluster) = match (common::backend(), own_server) {
+        // Mounted before anything can fail past this point: the Env below unmounts it on drop.
+        let db_disk = database_disk_bytes.map(|bytes| Tmpfs::mount(&db_dir, bytes, &scratch));
+        let (db_url, own_cluster) = match (backend, own_server) {
             (Backend::Sqlite, _) => (format!("sqlite:{}", db_dir.join("tickets.db").display()), None),
             (Backend::Postgres, false) => (common::new_database(&db_dir, "tickets"), None),
             (Backend::Postgres, true) => {
@@ -472,8 +502,9 @@ impl Env {
             pf_dir,
             sink_dir,
             scratch,
-            milter: None,
+            milter: Mutex::new(None),
             sink: None,
+            db_disk,
             postfix_started: false,
             msg_seq: AtomicU32::new(0),
         };
@@ -482,9 +513,9 @@ impl Env {
             &env.config_path,
             format!(
                 "# ticketmilter for the Postfix end-to-end tests\n\
-                 [database]\nurl = \"{db}\"\nbusy_timeout_ms = 300\nconnect_timeout = 5\n\n\
+                 [database]\nurl = \"{db}\"\nbusy_timeout_ms = {busy_timeout_ms}\nconnect_timeout = {connect_timeout}\n\n\
                  [milter]\nsocket = \"inet:127.0.0.1:{port}\"\nmax_message_size = {max}\n\
-                 reload_interval = 1\neom_timeout = 20\n\n\
+                 reload_interval = 1\neom_timeout = {eom_timeout}\n\n\
                  [notify]\nrelay = \"127.0.0.1\"\nport = {notify}\ninterval = 1\ntimeout = 10\n\
                  backoff = 1\nbackoff_max = 2\nmax_attempts = 50\nlease = 30\n\n\
                  [log]\nlevel = \"info\"\ntarget = \"stderr\"\n",
@@ -505,7 +536,7 @@ impl Env {
 
         env.start_sink();
         env.start_milter();
-        env.start_postfix(data_dir);
+        env.start_postfix(data_dir, milter_content_timeout);
         env
     }
 
@@ -533,8 +564,20 @@ impl Env {
         });
     }
 
-    fn start_milter(&mut self) {
-        let log = File::create(&self.milter_log).expect("milter.log");
+    fn start_milter(&self) {
+        self.spawn_milter(false);
+    }
+
+    /// Start the milter; with `append` its log continues the old one (a restart).
+    fn spawn_milter(&self, append: bool) {
+        let mut slot = self.milter.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(slot.is_none(), "the milter runs already");
+        let logged = if append { self.milter_log().len() } else { 0 };
+        let log = if append {
+            fs::OpenOptions::new().append(true).create(true).open(&self.milter_log).expect("milter.log")
+        } else {
+            File::create(&self.milter_log).expect("milter.log")
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_ticketmilter"))
             .arg("--config")
             .arg(&self.config_path)
@@ -551,16 +594,16 @@ impl Env {
             .stderr(log)
             .spawn()
             .expect("start ticketmilter");
-        self.milter = Some(Daemon { name: "ticketmilter", child });
+        let daemon = slot.insert(Daemon { name: "ticketmilter", child });
         wait_for("ticketmilter to listen", EVENT_TIMEOUT, || {
-            if let Some(s) = self.milter.as_mut().unwrap().exited() {
+            if let Some(s) = daemon.exited() {
                 panic!("ticketmilter exited ({s}):\n{}", read_lossy(&self.milter_log));
             }
-            read_lossy(&self.milter_log).contains(" listening on ").then_some(())
+            read_lossy(&self.milter_log).get(logged..).is_some_and(|new| new.contains(" listening on ")).then_some(())
         });
     }
 
-    fn start_postfix(&mut self, data_dir: PathBuf) {
+    fn start_postfix(&mut self, data_dir: PathBuf, milter_content_timeout: u64) {
         let d = self.pf_dir.display().to_string();
         let main_cf = format!(
             "# private Postfix for ticketmilter's end-to-end tests\n\
@@ -592,13 +635,14 @@ impl Env {
              milter_default_action = tempfail\n\
              milter_connect_timeout = 10s\n\
              milter_command_timeout = 20s\n\
-             milter_content_timeout = 40s\n\
+             milter_content_timeout = {content_timeout}s\n\
              maillog_file = {d}/maillog\n\
              maillog_file_prefixes = /var, /dev/stdout, {d}\n\
              syslog_name = postfix-tmtest\n",
             data = data_dir.display(),
             sink = self.sink_port,
             milter = self.milter_port,
+            content_timeout = milter_content_timeout,
         );
         let master_cf = format!(
             "# service type private unpriv chroot wakeup maxproc command\n\
@@ -963,12 +1007,14 @@ impl Drop for Env {
             eprintln!("\n{}", self.diagnostics());
         }
         self.stop_postfix();
-        if let Some(mut m) = self.milter.take() {
+        if let Some(mut m) = self.milter.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
             m.stop(Duration::from_secs(5));
         }
         if let Some(mut s) = self.sink.take() {
             s.stop(Duration::from_secs(2));
         }
+        // Nothing has the database open any more; the directory goes after the unmount.
+        drop(self.db_disk.take());
         let keep = std::env::var("TICKETMILTER_E2E_KEEP").as_deref() == Ok("1");
         if keep && let Some(d) = self.dir.take() {
             eprintln!("keeping the test directory {}", d.keep().display());
@@ -1176,7 +1222,7 @@ impl Env {
     /// may have read the rows half-way through a series of admin commands.
     pub fn reload_milter(&self) {
         let logged = self.milter_log().len();
-        let pid = self.milter.as_ref().expect("the milter runs").child.id() as i32;
+        let pid = self.milter_pid().expect("the milter runs");
         // SAFETY: signalling the milter this Env started, by its pid.
         unsafe { libc::kill(pid, libc::SIGHUP) };
         wait_for("the milter to reload the SQL configuration after SIGHUP", EVENT_TIMEOUT, || {
@@ -1185,5 +1231,395 @@ impl Env {
             let at = new.find("SIGHUP: reloading the configuration")?;
             new[at..].contains("SQL configuration reloaded").then_some(())
         });
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Faults (tests/faults.rs): a tailored start, a killed milter, a held lock, a full disk, and a
+// plain SMTP client whose every reply is seen
+// ------------------------------------------------------------------------------------------
+
+/// How [`Env::start_setup`] builds an environment. `Setup::default()` is what [`Env::start`]
+/// builds; the other constructors set a field or two.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    /// SQL settings written before the milter starts ([`Env::start_with_settings`]).
+    pub settings: &'a [(&'a str, &'a str)],
+    /// Where the notification sender delivers (None: the milter'd smtpd).
+    pub notify_port: Option<u16>,
+    /// With PostgreSQL a private cluster that [`Env::take_database_down`] may stop
+    /// ([`Env::start_with_own_database_server`]).
+    pub own_database_server: bool,
+    /// The backend of a test that is about one backend only (None: `TICKETMILTER_TEST_BACKEND`,
+    /// see tests/common/mod.rs).
+    pub backend: Option<Backend>,
+    /// SQLite only: the database directory is a tmpfs of this many bytes of its own, which
+    /// [`Env::fill_database_disk`] fills up. Unmounted when the Env is dropped.
+    pub database_disk_bytes: Option<u64>,
+    /// The milter's `[database] busy_timeout_ms` (how long SQLite waits for another writer).
+    pub busy_timeout_ms: u64,
+    /// The milter's `[database] connect_timeout` in seconds (how long a conversion waits for a
+    /// database connection before it is tempfailed).
+    pub connect_timeout: u64,
+    /// The milter's `[milter] eom_timeout` in seconds (the bound on the end-of-message work).
+    pub eom_timeout: u64,
+    /// Postfix's `milter_content_timeout` in seconds (how long Postfix waits for the milter's
+    /// answer to the end of the message before it applies `milter_default_action`).
+    pub milter_content_timeout: u64,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            settings: &[],
+            notify_port: None,
+            own_database_server: false,
+            backend: None,
+            database_disk_bytes: None,
+            busy_timeout_ms: 300,
+            connect_timeout: 5,
+            eom_timeout: 20,
+            milter_content_timeout: 40,
+        }
+    }
+}
+
+/// A tmpfs mounted on a directory for one test; unmounted on drop (lazily when busy).
+struct Tmpfs {
+    path: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(path: &Path, bytes: u64, scratch: &Path) -> Tmpfs {
+        let out = run(
+            Command::new(tool("mount"))
+                .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0755"), "tm-e2e-db"])
+                .arg(path),
+            COMMAND_TIMEOUT,
+            scratch,
+        );
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs of {bytes} bytes on {} ({}): {}\nThe disk-full test needs root with the \
+             right to mount (CAP_SYS_ADMIN).",
+            path.display(),
+            out.status,
+            out.text()
+        );
+        Tmpfs { path: path.to_path_buf() }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let umount = |lazy: bool| {
+            let mut c = Command::new("umount");
+            if lazy {
+                c.arg("-l");
+            }
+            c.arg(&self.path).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+            c.output()
+        };
+        match umount(false) {
+            Ok(o) if o.status.success() => {}
+            first => {
+                let why = match first {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                eprintln!("umount {}: {why}; unmounting lazily", self.path.display());
+                if !matches!(umount(true), Ok(o) if o.status.success()) {
+                    eprintln!("could not unmount the tmpfs on {}", self.path.display());
+                }
+            }
+        }
+    }
+}
+
+impl Env {
+    /// The pid of the running milter.
+    pub fn milter_pid(&self) -> Option<i32> {
+        self.milter.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|d| d.child.id() as i32)
+    }
+
+    /// `kill -9` the milter: no answer to anyone, no cleanup, no transaction finished. Returns
+    /// once the process is gone (reaped).
+    pub fn kill_milter(&self) {
+        let mut slot = self.milter.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = slot.take().expect("the milter runs");
+        d.child.kill().expect("SIGKILL the milter");
+        d.child.wait().expect("reap the killed milter");
+    }
+
+    /// Start the milter again, on the same socket, database and configuration, after
+    /// [`Env::kill_milter`]; its log continues the old one. Returns once it listens.
+    pub fn restart_milter(&self) {
+        self.spawn_milter(true);
+    }
+
+    /// A transaction of the test that holds the lock every writer of the milter needs, until
+    /// [`WriteLock::release`] or drop: SQLite's write lock, or on PostgreSQL an EXCLUSIVE lock
+    /// on the tables a conversion writes (readers go on) — the statements of
+    /// [`common::hold_write_lock_sql`], chosen by this Env's database rather than by
+    /// `TICKETMILTER_TEST_BACKEND` ([`Setup::backend`] may differ). With a busy timeout longer
+    /// than the hold, the milter's writer waits for it.
+    pub fn hold_write_lock(&self) -> WriteLock {
+        let mut conn = self.connect();
+        let r = match &mut conn {
+            TestConn::Sqlite(c) => {
+                c.batch_execute("BEGIN IMMEDIATE; INSERT INTO settings (key, value) VALUES ('lock', 'held');")
+            }
+            TestConn::Postgres(c) => {
+                c.batch_execute("BEGIN; LOCK TABLE processed_messages, tickets, number_sequences IN EXCLUSIVE MODE;")
+            }
+        };
+        r.unwrap_or_else(|e| panic!("take the write lock of the test database: {e}"));
+        WriteLock { conn: Some(conn) }
+    }
+
+    /// Run `sql` (one statement, or several in one implicit transaction) on a connection of
+    /// the test's own, e.g. `ALTER SYSTEM …` on a private PostgreSQL cluster.
+    pub fn execute(&self, sql: &str) {
+        match &mut self.connect() {
+            TestConn::Sqlite(c) => c.batch_execute(sql),
+            TestConn::Postgres(c) => c.batch_execute(sql),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// SQLite: `PRAGMA integrity_check` of the test database, its rows joined by newlines
+    /// ("ok" for a sound file).
+    pub fn sqlite_integrity_check(&self) -> String {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            integrity_check: String,
+        }
+        match self.connect() {
+            TestConn::Sqlite(mut c) => diesel::sql_query("PRAGMA integrity_check")
+                .load::<Row>(&mut c)
+                .expect("PRAGMA integrity_check")
+                .into_iter()
+                .map(|r| r.integrity_check)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            TestConn::Postgres(_) => panic!("PRAGMA integrity_check is SQLite's"),
+        }
+    }
+
+    /// The filler file of [`Env::fill_database_disk`].
+    fn filler(&self) -> PathBuf {
+        let disk = self.db_disk.as_ref().expect("the database is on a tmpfs of its own (Setup::database_disk_bytes)");
+        disk.path.join("filler")
+    }
+
+    /// Fill the database's tmpfs with a filler file until not one more byte fits (ENOSPC), then
+    /// give `leave` bytes back: with 0 the database and its WAL cannot grow at all. A second
+    /// call fills up what the first left. Returns the bytes added to the filler.
+    pub fn fill_database_disk(&self, leave: u64) -> u64 {
+        let path = self.filler();
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(&path).expect("create the filler file");
+        let mut written = 0u64;
+        for chunk in [1 << 20, 1 << 12, 1] {
+            let buf = vec![0x5au8; chunk];
+            loop {
+                match f.write(&buf) {
+                    Ok(0) => break,
+                    Ok(n) => written += n as u64,
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => panic!("writing the filler {}: {e}", path.display()),
+                }
+            }
+        }
+        match f.write(&[0]) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {}
+            other => panic!("the tmpfs is not full after {written} filler bytes: {other:?}"),
+        }
+        if leave > 0 {
+            let len = f.metadata().expect("filler size").len();
+            assert!(len >= leave, "the filler ({len} bytes) is smaller than the {leave} bytes to leave");
+            f.set_len(len - leave).expect("shorten the filler");
+            written -= leave.min(written);
+        }
+        written
+    }
+
+    /// Remove the filler of [`Env::fill_database_disk`]: the database may grow again.
+    pub fn free_database_disk(&self) {
+        let path = self.filler();
+        fs::remove_file(&path).unwrap_or_else(|e| panic!("remove the filler {}: {e}", path.display()));
+    }
+
+    /// Postfix queue ids whose cleanup logged Message-ID `<mid>` (every queue file made for the
+    /// message: the front smtpd's and each attempt at the milter'd smtpd), in log order.
+    pub fn queue_ids_of(&self, mid: &str) -> Vec<String> {
+        let needle = format!(": message-id=<{mid}>");
+        self.maillog()
+            .lines()
+            .filter_map(|l| {
+                let head = &l[..l.find(&needle)?];
+                head.rsplit(' ').next().map(str::to_string)
+            })
+            .collect()
+    }
+}
+
+/// The lock of [`Env::hold_write_lock`]; released by [`WriteLock::release`] or on drop.
+pub struct WriteLock {
+    conn: Option<TestConn>,
+}
+
+impl WriteLock {
+    pub fn release(mut self) {
+        self.rollback(true);
+    }
+
+    fn rollback(&mut self, must: bool) {
+        if let Some(mut conn) = self.conn.take() {
+            let r = match &mut conn {
+                TestConn::Sqlite(c) => c.batch_execute("ROLLBACK;"),
+                TestConn::Postgres(c) => c.batch_execute("ROLLBACK;"),
+            };
+            if must {
+                r.expect("release the write lock");
+            }
+        }
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        self.rollback(false);
+    }
+}
+
+/// What the SMTP server said to one transaction of [`smtp_send`].
+#[derive(Debug, Clone)]
+pub struct SmtpReply {
+    /// The step whose reply ended the transaction: `greeting`, `EHLO`, `MAIL`, `RCPT`, `DATA`
+    /// or `end of data` (the reply to the message itself); `connect` when no connection was
+    /// made, and the step at which the connection broke for a code of 0.
+    pub stage: &'static str,
+    /// The reply code; 0 when the connection broke or timed out without one.
+    pub code: u16,
+    /// The reply text (continuation lines joined with " / "), or what went wrong.
+    pub text: String,
+    /// From the end of the message's data to the reply (zero when it ended earlier).
+    pub eom_latency: Duration,
+}
+
+impl SmtpReply {
+    /// The message was accepted (250 to the end of data).
+    pub fn accepted(&self) -> bool {
+        self.stage == "end of data" && self.code == 250
+    }
+
+    /// A 4xx reply at any step: the client keeps the message and tries again later.
+    pub fn temporary(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// The Postfix queue id of an accepted message (`250 … queued as ID`).
+    pub fn queue_id(&self) -> Option<String> {
+        if !self.accepted() {
+            return None;
+        }
+        self.text.split("queued as ").nth(1).map(|q| q.split_whitespace().next().unwrap_or("").to_string())
+    }
+}
+
+impl std::fmt::Display for SmtpReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} (after {})", self.code, self.text, self.stage)
+    }
+}
+
+/// One SMTP transaction on 127.0.0.1:`port` (EHLO, MAIL, RCPT…, DATA, the message, QUIT), a
+/// plain client without pipelining, every reply read — for tests that send many messages at
+/// once and must see each answer (swaks costs a process per message). `msg` has CRLF line
+/// ends; it is dot-stuffed here. A reply other than 2xx/354 ends the transaction.
+/// The reply wait is bounded by `reply_timeout`.
+pub fn smtp_send(port: u16, from: &str, rcpts: &[&str], msg: &str, reply_timeout: Duration) -> SmtpReply {
+    let fail = |stage, text: String| SmtpReply { stage, code: 0, text, eom_latency: Duration::ZERO };
+    let mut c = match SmtpClient::connect(port, reply_timeout) {
+        Ok(c) => c,
+        Err(e) => return fail("connect", e.to_string()),
+    };
+    let mut dialogue = || -> Result<(), SmtpReply> {
+        c.step("greeting", None, &[220])?;
+        c.step("EHLO", Some("EHLO client.tmtest.invalid"), &[250])?;
+        c.step("MAIL", Some(&format!("MAIL FROM:<{from}>")), &[250])?;
+        for r in rcpts {
+            c.step("RCPT", Some(&format!("RCPT TO:<{r}>")), &[250, 251])?;
+        }
+        c.step("DATA", Some("DATA"), &[354])
+    };
+    if let Err(early) = dialogue() {
+        let _ = c.writer.write_all(b"QUIT\r\n");
+        return early;
+    }
+    let mut data = String::with_capacity(msg.len() + 64);
+    for line in msg.strip_suffix("\r\n").unwrap_or(msg).split("\r\n") {
+        if line.starts_with('.') {
+            data.push('.');
+        }
+        data.push_str(line);
+        data.push_str("\r\n");
+    }
+    data.push_str(".\r\n");
+    if let Err(e) = c.writer.write_all(data.as_bytes()) {
+        return fail("end of data", e.to_string());
+    }
+    let sent = Instant::now();
+    let reply = match c.reply() {
+        Ok((code, text)) => SmtpReply { stage: "end of data", code, text, eom_latency: sent.elapsed() },
+        Err(e) => SmtpReply { eom_latency: sent.elapsed(), ..fail("end of data", e) },
+    };
+    let _ = c.step("QUIT", Some("QUIT"), &[221]);
+    reply
+}
+
+/// The connection of [`smtp_send`].
+struct SmtpClient {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl SmtpClient {
+    fn connect(port: u16, reply_timeout: Duration) -> std::io::Result<SmtpClient> {
+        let stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(reply_timeout))?;
+        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+        Ok(SmtpClient { writer: stream.try_clone()?, reader: std::io::BufReader::new(stream) })
+    }
+
+    /// (code, text) of the next reply, or why there was none.
+    fn reply(&mut self) -> Result<(u16, String), String> {
+        use std::io::BufRead;
+        let mut lines: Vec<String> = Vec::new();
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) => return Err(format!("connection closed (read so far: {lines:?})")),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{e} (read so far: {lines:?})")),
+            }
+            let line = line.trim_end();
+            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).ok_or_else(|| format!("not a reply: {line:?}"))?;
+            lines.push(line.get(4..).unwrap_or("").to_string());
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok((code, lines.join(" / ")));
+            }
+        }
+    }
+
+    /// Send `command` (when given) and read its reply; a code not in `want` ends the dialogue.
+    fn step(&mut self, stage: &'static str, command: Option<&str>, want: &[u16]) -> Result<(), SmtpReply> {
+        let broken = |text: String| SmtpReply { stage, code: 0, text, eom_latency: Duration::ZERO };
+        if let Some(c) = command {
+            self.writer.write_all(format!("{c}\r\n").as_bytes()).map_err(|e| broken(e.to_string()))?;
+        }
+        let (code, text) = self.reply().map_err(broken)?;
+        if want.contains(&code) { Ok(()) } else { Err(SmtpReply { stage, code, text, eom_latency: Duration::ZERO }) }
     }
 }
