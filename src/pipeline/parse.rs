@@ -21,15 +21,32 @@ const MAX_REFERENCES: usize = 50;
 /// Parse a message. `raw` is the message as received (CRLF or LF line ends).
 pub fn parse(raw: &[u8]) -> Inbound {
     let raw = skip_mbox_separator(raw);
+    // A panic inside the parsers (mail-parser, html2text) must not cost the message: it is then
+    // kept as plain text. mail-parser 0.11.9 has such a panic in builds with debug assertions:
+    // a multipart part holding a message/rfc822 whose body is another, empty one.
+    std::panic::catch_unwind(|| parse_message(raw)).unwrap_or_else(|_| {
+        plain_text(raw, "the message could not be parsed as MIME (the parser failed); kept as plain text")
+    })
+}
+
+/// The message as one plain text, with a note why.
+fn plain_text(raw: &[u8], problem: &str) -> Inbound {
+    Inbound {
+        content_hash: content_hash(raw),
+        text: normalise_text(&String::from_utf8_lossy(raw)),
+        problems: vec![problem.to_string()],
+        ..Inbound::default()
+    }
+}
+
+fn parse_message(raw: &[u8]) -> Inbound {
+    let parsed = MessageParser::default().parse(raw);
+    let Some(msg) = parsed.filter(|m| !m.headers().is_empty()) else {
+        return plain_text(raw, "the message has no header section; kept as plain text");
+    };
     let mut inbound = Inbound {
         content_hash: content_hash(raw),
         ..Inbound::default()
-    };
-    let parsed = MessageParser::default().parse(raw);
-    let Some(msg) = parsed.filter(|m| !m.headers().is_empty()) else {
-        inbound.problems.push("the message has no header section; kept as plain text".into());
-        inbound.text = normalise_text(&String::from_utf8_lossy(raw));
-        return inbound;
     };
 
     let fallback_charset = declared_charset(&msg);
