@@ -418,10 +418,10 @@ pub fn frame(data: &[u8]) -> (u8, Vec<u8>) {
             RAW => out.extend_from_slice(payload),
             MESSAGE => message_packets(&mut out, payload, leading_space),
             kind => {
-                if kind == b'O' {
-                    if let Some(opts) = payload.get(8..12) {
-                        leading_space = u32::from_be_bytes([opts[0], opts[1], opts[2], opts[3]]) & LEADING_SPACE != 0;
-                    }
+                if kind == b'O'
+                    && let Some(opts) = payload.get(8..12)
+                {
+                    leading_space = u32::from_be_bytes([opts[0], opts[1], opts[2], opts[3]]) & LEADING_SPACE != 0;
                 }
                 packet(&mut out, kind, payload)
             }
@@ -484,7 +484,7 @@ impl MilterHarness {
     }
 
     fn state(&mut self) -> &[Arc<Shared>] {
-        if self.sessions % FRESH_DATABASE_EVERY == 0 {
+        if self.sessions.is_multiple_of(FRESH_DATABASE_EVERY) {
             // The old engine's writer and the old database go before the new ones come.
             self.state = None;
         }
