@@ -23,44 +23,15 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TM = os.path.join(ROOT, "target/release/ticketmilter")
+from benchlib import ROOT, TM, free_port, output as run, prepare_database, wait_port
 LOAD = os.path.join(ROOT, "target/release/examples/milter-load")
 CLUSTER = os.path.join(ROOT, "tests/pg-cluster")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, secs=30):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("nothing listens on 127.0.0.1:%d after %d s" % (port, secs))
-
-
-def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
-    if r.returncode != 0:
-        raise SystemExit("%s failed (%d):\n%s%s" % (" ".join(cmd), r.returncode, r.stdout, r.stderr))
-    return r.stdout
 
 
 def psql(server_url, sql, db="postgres"):
@@ -93,13 +64,6 @@ class Daemons:
                 p.kill()
 
 
-def prepare(url):
-    run([TM, "--database", url, "load", os.path.join(ROOT, "conf/example.sql")])
-    # The load is about conversion: no acknowledgements, no round-robin rule.
-    run([TM, "--database", url, "template", "disable", "acknowledgement"])
-    run([TM, "--database", url, "rule", "disable", "1"])
-
-
 def one_run(kind, args, server_url, work, n):
     tag = "%s-%d" % (kind, n)
     if kind == "sqlite-1":
@@ -109,7 +73,7 @@ def one_run(kind, args, server_url, work, n):
         db = "bench_%s" % re.sub(r"[^a-z0-9]", "_", tag)
         psql(server_url, "CREATE DATABASE %s" % db)
         url = server_url.rsplit("/", 1)[0] + "/" + db
-    prepare(url)
+    prepare_database(url)
     daemons = Daemons(work, url, 1 if kind.endswith("-1") else 2)
     try:
         cmd = [LOAD, "--connections", str(args.connections), "--count", str(args.messages), "--tag", tag]

@@ -19,43 +19,15 @@ Prints each run, then medians and the ratios ticketmilter / no-op.
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TM = os.environ.get("TICKETMILTER_BIN", os.path.join(ROOT, "target/release/ticketmilter"))
+from benchlib import ROOT, TM, free_port, output, prepare_database, wait_port
+
 NOOP = os.path.join(ROOT, "target/release/examples/noop-milter")
 LOAD = os.path.join(ROOT, "target/release/examples/milter-load")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def wait_port(port, secs=30):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("nothing listens on 127.0.0.1:%d after %d s" % (port, secs))
-
-
-def run(cmd, timeout=900):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0:
-        raise SystemExit("%s failed (%d):\n%s%s" % (" ".join(cmd), r.returncode, r.stdout, r.stderr))
-    return r.stdout.strip()
 
 
 def hwm_mb(pid):
@@ -77,9 +49,7 @@ class Daemon:
             cmd = [NOOP, "inet:127.0.0.1:%d" % self.port, "--add-header"]
         else:
             self.url = "sqlite:" + os.path.join(work, "%s.db" % tag)
-            run([TM, "--database", self.url, "load", os.path.join(ROOT, "conf/example.sql")])
-            run([TM, "--database", self.url, "template", "disable", "acknowledgement"])
-            run([TM, "--database", self.url, "rule", "disable", "1"])
+            prepare_database(self.url)
             conf = os.path.join(work, "%s.toml" % tag)
             with open(conf, "w") as f:
                 f.write('[database]\nurl = "%s"\n[milter]\nsocket = "inet:127.0.0.1:%d"\n'
@@ -101,7 +71,7 @@ def load(daemon, tag, connections, count, extra=()):
            "--count", str(count), "--tag", tag] + list(extra)
     if daemon.url and "--verify" not in extra:
         cmd += ["--verify", daemon.url]
-    out = run(cmd)
+    out = output(cmd, timeout=900).strip()
     fields = dict(kv.split("=", 1) for kv in out.split())
     if daemon.url and fields.get("verified") != "ok":
         raise SystemExit("%s: not verified: %s" % (tag, out))
