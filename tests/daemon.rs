@@ -3,87 +3,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::daemon::Daemon;
 use common::{TestDb, binary};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A running daemon whose stderr is collected; killed when dropped.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    fn start(db: &TestDb, config: &str, socket: &str) -> Daemon {
-        let cfg = db.dir.path().join("d.toml");
-        std::fs::write(&cfg, config).unwrap();
-        let mut child = Command::new(binary())
-            .args(["--config", cfg.to_str().unwrap(), "--database", &db.url(), "run", "--socket", socket])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Wait until the log contains `needle` (bounded).
-    fn wait_for(&self, needle: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("waited {secs} s for {needle:?}; log:\n{}", self.log());
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, sig) };
-    }
-
-    fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn sighup_and_the_reload_interval_pick_up_sql_changes_and_sigterm_stops_cleanly() {
@@ -114,7 +43,7 @@ fn a_bad_config_reload_keeps_the_old_one() {
     let port = free_port();
     let d = Daemon::start(&db, "[milter]\nreload_interval = 0\n", &format!("inet:127.0.0.1:{port}"));
     d.wait_for("listening on", 20);
-    std::fs::write(db.dir.path().join("d.toml"), "[milter]\nno_such_key = 1\n").unwrap();
+    std::fs::write(d.config_path(), "[milter]\nno_such_key = 1\n").unwrap();
     d.signal(libc::SIGHUP);
     d.wait_for("unknown field `no_such_key`", 10);
     d.wait_for("keeping the previous configuration", 10);

@@ -7,14 +7,14 @@
 mod common;
 
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use indymilter_test::{Status, TestConnection};
 
+use common::daemon::Daemon;
 use common::{TestDb, binary};
 
 const SUPPORT: &str = "support@msp.example";
@@ -33,76 +33,6 @@ fn free_port() -> u16 {
 // The daemon
 // ---------------------------------------------------------------------------------------------
 
-/// A running daemon whose stderr is collected; killed when dropped.
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    /// The thread collecting stderr: joined once the process has exited, so that the log is
-    /// complete.
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Daemon {
-    fn start(db: &TestDb, config: &str, milter_port: u16) -> Daemon {
-        let cfg = db.dir.path().join("metrics.toml");
-        std::fs::write(&cfg, config).unwrap();
-        let socket = format!("inet:127.0.0.1:{milter_port}");
-        let mut child = Command::new(binary())
-            .args(["--config", cfg.to_str().unwrap(), "--database", &db.url(), "run", "--socket", &socket])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let stderr = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Daemon { child, log, reader: Some(reader) }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_for(&self, needle: &str, secs: u64) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("waited {secs} s for {needle:?}; log:\n{}", self.log());
-    }
-
-    fn wait_exit(&mut self, secs: u64) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                if let Some(reader) = self.reader.take() {
-                    let _ = reader.join();
-                }
-                return Some(st);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
@@ -262,7 +192,7 @@ fn config(metrics_port: u16, relay_port: u16) -> String {
 fn the_endpoint_counts_what_the_milter_answered() {
     let db = TestDb::directory();
     let (milter_port, metrics_port, relay_port) = (free_port(), free_port(), free_port());
-    let d = Daemon::start(&db, &config(metrics_port, relay_port), milter_port);
+    let d = Daemon::start(&db, &config(metrics_port, relay_port), &format!("inet:127.0.0.1:{}", milter_port));
     d.wait_for("listening on", 30);
     assert!(d.log().contains(&format!("metrics served at http://127.0.0.1:{metrics_port}/metrics")), "{}", d.log());
     let addr: SocketAddr = ([127, 0, 0, 1], milter_port).into();
@@ -392,12 +322,12 @@ fn a_taken_or_invalid_metrics_address_stops_the_daemon_at_start() {
     let db = TestDb::directory();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let mut d = Daemon::start(&db, &config(port, free_port()), free_port());
+    let mut d = Daemon::start(&db, &config(port, free_port()), &format!("inet:127.0.0.1:{}", free_port()));
     let status = d.wait_exit(30).expect("exits");
     assert_eq!(status.code(), Some(78), "{}", d.log());
     assert!(d.log().contains(&format!("cannot listen on metrics address 127.0.0.1:{port}")), "{}", d.log());
 
-    let mut d = Daemon::start(&db, "[metrics]\nlisten = \"localhost\"\n", free_port());
+    let mut d = Daemon::start(&db, "[metrics]\nlisten = \"localhost\"\n", &format!("inet:127.0.0.1:{}", free_port()));
     assert_eq!(d.wait_exit(30).and_then(|s| s.code()), Some(78), "{}", d.log());
     assert!(
         d.log().contains("metrics.listen: \"localhost\" is not an IP address and port such as \"127.0.0.1:9465\""),
@@ -405,7 +335,7 @@ fn a_taken_or_invalid_metrics_address_stops_the_daemon_at_start() {
         d.log()
     );
 
-    let mut d = Daemon::start(&db, "[metrics]\nlisten = \"0.0.0.0:9465\"\n", free_port());
+    let mut d = Daemon::start(&db, "[metrics]\nlisten = \"0.0.0.0:9465\"\n", &format!("inet:127.0.0.1:{}", free_port()));
     assert_eq!(d.wait_exit(30).and_then(|s| s.code()), Some(78), "{}", d.log());
     assert!(d.log().contains("is not a loopback address"), "{}", d.log());
 }
@@ -441,7 +371,7 @@ fn check_reports_the_metrics_address() {
 
     // A running daemon's own endpoint.
     let (milter_port, metrics_port) = (free_port(), free_port());
-    let d = Daemon::start(&db, &config(metrics_port, free_port()), milter_port);
+    let d = Daemon::start(&db, &config(metrics_port, free_port()), &format!("inet:127.0.0.1:{}", milter_port));
     d.wait_for("listening on", 30);
     let (_, out) = check(&format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n"));
     assert!(out.contains(&format!("ok: metrics address 127.0.0.1:{metrics_port} answers (ticketmilter is running)")), "{out}");

@@ -11,6 +11,7 @@
 //! are here too, one function each.
 #![allow(dead_code)]
 
+pub mod daemon;
 #[path = "../pg/mod.rs"]
 pub mod pg;
 
