@@ -311,6 +311,7 @@ impl Config {
                 busy_timeout: Duration::from_millis(self.database.busy_timeout_ms),
                 connect_timeout: Duration::from_secs(self.database.connect_timeout),
             },
+            ..StoreOptions::default()
         }
     }
 }

@@ -25,7 +25,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use conn::{AnyConnection, ConnOptions, DbUrl};
+pub use conn::{AnyConnection, ConnOptions, DbUrl, Run};
 
 use crate::error::{Error, Result};
 
@@ -56,6 +56,9 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     /// Per-connection settings.
     pub conn: ConnOptions,
+    /// SQLite: WAL frames (pages) from which the checkpoint thread copies the WAL and has it
+    /// started over (see `checkpoint`).
+    pub wal_restart_frames: u32,
 }
 
 impl Default for StoreOptions {
@@ -64,6 +67,7 @@ impl Default for StoreOptions {
             pool_size: 8,
             connect_timeout: Duration::from_secs(10),
             conn: ConnOptions::default(),
+            wal_restart_frames: checkpoint::RESTART_FRAMES,
         }
     }
 }
@@ -107,10 +111,13 @@ impl Store {
             .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(manager);
-        let write_lock = url.is_sqlite().then(|| Arc::new(Mutex::new(())));
-        let _checkpointer = match &url {
-            DbUrl::Sqlite(path) => Some(Arc::new(checkpoint::Checkpointer::start(path.clone(), opts.conn.clone())?)),
-            DbUrl::Postgres(_) => None,
+        let (write_lock, _checkpointer) = match &url {
+            DbUrl::Sqlite(path) => {
+                let lock = Arc::new(Mutex::new(()));
+                let checkpointer = checkpoint::Checkpointer::start(path.clone(), opts.conn.clone(), lock.clone(), opts.wal_restart_frames)?;
+                (Some(lock), Some(Arc::new(checkpointer)))
+            }
+            DbUrl::Postgres(_) => (None, None),
         };
         Ok(Store { pool, url, write_lock, _checkpointer })
     }
