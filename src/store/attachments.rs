@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::Run;
 use super::schema::*;
 use super::{AnyConnection, StoreFail, savepoint};
 use crate::model::{AttachmentReport, NewAttachment, ObjectKind};
@@ -14,7 +15,7 @@ pub fn put_blob(conn: &mut AnyConnection, data: &[u8]) -> Result<String, StoreFa
     let exists: i64 = blobs::table
         .filter(blobs::sha256.eq(&hash))
         .count()
-        .get_result(conn)?;
+        .get_result_on(conn)?;
     if exists == 0 {
         let inserted = savepoint(conn, |c| {
             diesel::insert_into(blobs::table)
@@ -23,7 +24,7 @@ pub fn put_blob(conn: &mut AnyConnection, data: &[u8]) -> Result<String, StoreFa
                     blobs::size.eq(data.len() as i64),
                     blobs::data.eq(data),
                 ))
-                .execute(c)
+                .execute_on(c)
                 .map_err(StoreFail::from)
         });
         match inserted {
@@ -56,7 +57,7 @@ pub fn store_all(
                 attachments::sha256.eq(&hash),
                 attachments::created_at.eq(now),
             ))
-            .execute(conn)?;
+            .execute_on(conn)?;
         out.push(AttachmentReport {
             filename: f.filename.clone(),
             content_type: f.content_type.clone(),

@@ -3,6 +3,7 @@
 
 use diesel::prelude::*;
 
+use super::Run;
 use super::AnyConnection;
 use super::schema::*;
 use crate::error::{Error, Result};
@@ -39,33 +40,33 @@ pub fn defaults(conn: &mut AnyConnection) -> Result<Defaults> {
         .filter(queues::active.eq(true))
         .order(queues::id)
         .select((queues::id, queues::is_default))
-        .load(conn)?;
+        .load_on(conn)?;
     let p = priorities::table
         .filter(priorities::active.eq(true))
         .order(priorities::id)
         .select((priorities::id, priorities::is_default))
-        .load(conn)?;
+        .load_on(conn)?;
     let s = statuses::table
         .filter(statuses::active.eq(true))
         .filter(statuses::is_complete.eq(false))
         .order(statuses::id)
         .select((statuses::id, statuses::is_default))
-        .load(conn)?;
+        .load_on(conn)?;
     let src = sources::table
         .filter(sources::active.eq(true))
         .order(sources::id)
         .select((sources::id, sources::is_default))
-        .load(conn)?;
+        .load_on(conn)?;
     let roles_rows = roles::table
         .filter(roles::active.eq(true))
         .order(roles::id)
         .select((roles::id, roles::is_default))
-        .load(conn)?;
+        .load_on(conn)?;
     let wt = work_types::table
         .filter(work_types::active.eq(true))
         .order(work_types::id)
         .select((work_types::id, work_types::is_default))
-        .load(conn)?;
+        .load_on(conn)?;
     Ok(Defaults {
         queue_id: pick_default(q, "queue")?,
         priority_id: pick_default(p, "priority")?,
@@ -100,11 +101,11 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
     let tag_rows: Vec<(i64, String, bool)> = tags::table
         .order(tags::id)
         .select((tags::id, tags::label, tags::active))
-        .load(conn)?;
+        .load_on(conn)?;
     let alias_rows: Vec<(i64, String)> = tag_aliases::table
         .order(tag_aliases::id)
         .select((tag_aliases::tag_id, tag_aliases::alias))
-        .load(conn)?;
+        .load_on(conn)?;
     rows.tags = tag_rows
         .into_iter()
         .map(|(id, label, active)| TagDef {
@@ -136,15 +137,15 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
             mailboxes::unknown_sender,
             mailboxes::after_conversion,
         ))
-        .load(conn)?;
+        .load_on(conn)?;
     let required: Vec<(i64, i64, String, bool)> = mailbox_tags::table
         .inner_join(tags::table)
         .select((mailbox_tags::mailbox_id, tags::id, tags::label, tags::active))
         .order((mailbox_tags::mailbox_id, tags::id))
-        .load(conn)?;
+        .load_on(conn)?;
     let companies: Vec<(i64, String, bool)> = companies::table
         .select((companies::id, companies::name, companies::active))
-        .load(conn)?;
+        .load_on(conn)?;
     type Handling = (
         i64,
         (bool, bool, bool, bool, bool, bool),
@@ -182,7 +183,7 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
             (mailboxes::max_attachment_bytes, mailboxes::max_attachments_bytes, mailboxes::inline_image_bytes),
             mailboxes::strip_quotes,
         ))
-        .load(conn)?;
+        .load_on(conn)?;
 
     for (id, address, name, q, p, s, src, it, sit, vis, fallback, unknown, after) in mb_rows {
         let after_conversion = AfterConversion::parse(&after).unwrap_or_else(|| {
@@ -290,11 +291,11 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
 
     rows.public_domains = public_domains::table
         .select(public_domains::domain)
-        .load(conn)?;
+        .load_on(conn)?;
     rows.settings = settings::table
         .order(settings::key)
         .select((settings::key, settings::value))
-        .load(conn)?;
+        .load_on(conn)?;
     rows.refs = ref_data(conn)?;
     rows.exclusions = excluded_senders::table
         .order(excluded_senders::id)
@@ -325,7 +326,7 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
             parsing_rules::ignore_message,
             parsing_rules::stop,
         ))
-        .load::<RuleRow>(conn)?
+        .load_on::<RuleRow>(conn)?
         .into_iter()
         .map(|(id, mailbox_id, field, pattern, q, p, s, it, c, t, ignore, stop)| RuleDef {
             id,
@@ -456,13 +457,13 @@ pub fn ref_data(conn: &mut AnyConnection) -> Result<RefData> {
             .filter(statuses::active.eq(true))
             .order(statuses::id)
             .select((statuses::id, statuses::name, statuses::is_complete))
-            .load(conn)?,
+            .load_on(conn)?,
         issue_types: ref_names(conn, RefTable::IssueType)?,
         sub_issue_types: sub_issue_types::table
             .filter(sub_issue_types::active.eq(true))
             .order(sub_issue_types::id)
             .select((sub_issue_types::id, sub_issue_types::issue_type_id, sub_issue_types::name))
-            .load(conn)?,
+            .load_on(conn)?,
         roles: ref_names(conn, RefTable::Role)?,
         work_types: ref_names(conn, RefTable::WorkType)?,
     })
@@ -472,20 +473,20 @@ pub fn ref_data(conn: &mut AnyConnection) -> Result<RefData> {
 pub fn set_setting(conn: &mut AnyConnection, key: &str, value: &str) -> Result<()> {
     let updated = diesel::update(settings::table.filter(settings::key.eq(key)))
         .set(settings::value.eq(value))
-        .execute(conn)?;
+        .execute_on(conn)?;
     if updated == 0 {
         // In a savepoint: a concurrent writer (another host) inserting the same key first must
         // not abort the caller's transaction; then the value is written over it.
         let inserted = super::savepoint(conn, |c| {
             diesel::insert_into(settings::table)
                 .values((settings::key.eq(key), settings::value.eq(value)))
-                .execute(c)
+                .execute_on(c)
                 .map_err(super::StoreFail::from)
         });
         match inserted {
             Ok(_) => {}
             Err(e) if e.is_unique_violation() => {
-                diesel::update(settings::table.filter(settings::key.eq(key))).set(settings::value.eq(value)).execute(conn)?;
+                diesel::update(settings::table.filter(settings::key.eq(key))).set(settings::value.eq(value)).execute_on(conn)?;
             }
             Err(e) => return Err(e.into()),
         }
@@ -526,37 +527,37 @@ pub fn ref_names(conn: &mut AnyConnection, table: RefTable) -> Result<Vec<(i64, 
             .filter(queues::active.eq(true))
             .order(queues::id)
             .select((queues::id, queues::name))
-            .load(conn)?,
+            .load_on(conn)?,
         RefTable::Priority => priorities::table
             .filter(priorities::active.eq(true))
             .order(priorities::id)
             .select((priorities::id, priorities::name))
-            .load(conn)?,
+            .load_on(conn)?,
         RefTable::Status => statuses::table
             .filter(statuses::active.eq(true))
             .order(statuses::id)
             .select((statuses::id, statuses::name))
-            .load(conn)?,
+            .load_on(conn)?,
         RefTable::Source => sources::table
             .filter(sources::active.eq(true))
             .order(sources::id)
             .select((sources::id, sources::name))
-            .load(conn)?,
+            .load_on(conn)?,
         RefTable::IssueType => issue_types::table
             .filter(issue_types::active.eq(true))
             .order(issue_types::id)
             .select((issue_types::id, issue_types::name))
-            .load(conn)?,
+            .load_on(conn)?,
         RefTable::Role => roles::table
             .filter(roles::active.eq(true))
             .order(roles::id)
             .select((roles::id, roles::name))
-            .load(conn)?,
+            .load_on(conn)?,
         RefTable::WorkType => work_types::table
             .filter(work_types::active.eq(true))
             .order(work_types::id)
             .select((work_types::id, work_types::name))
-            .load(conn)?,
+            .load_on(conn)?,
     })
 }
 

@@ -4,6 +4,7 @@
 use chrono::Utc;
 use diesel::prelude::*;
 
+use super::Run;
 use super::AnyConnection;
 use super::schema::*;
 use super::sqlfn::{lower, lower_nullable};
@@ -19,7 +20,7 @@ pub fn resource_by_email(conn: &mut AnyConnection, email: &str) -> Result<Option
         .filter(resources::active.eq(true))
         .order(resources::id)
         .select((resources::id, resources::name))
-        .load(conn)?
+        .load_on(conn)?
         .into_iter()
         .next();
     Ok(row.map(|(id, name)| ResourceRef { id, name }))
@@ -39,7 +40,7 @@ pub fn contact_by_email(conn: &mut AnyConnection, email: &str) -> Result<Option<
         .filter(companies::active.eq(true))
         .order(contacts::id)
         .select((contacts::id, contacts::name, companies::id, companies::name))
-        .load(conn)?
+        .load_on(conn)?
         .into_iter()
         .next();
     Ok(row.map(|(id, name, cid, cname)| ContactRef {
@@ -56,7 +57,7 @@ pub fn companies_by_domain(conn: &mut AnyConnection, domain: &str) -> Result<Vec
         .filter(companies::active.eq(true))
         .order(companies::id)
         .select((companies::id, companies::name))
-        .load(conn)?;
+        .load_on(conn)?;
     Ok(rows.into_iter().map(|(id, name)| CompanyRef { id, name }).collect())
 }
 
@@ -65,7 +66,7 @@ pub fn company_by_name(conn: &mut AnyConnection, name: &str) -> Result<Option<(C
     let row: Option<(i64, String, bool)> = companies::table
         .filter(lower(companies::name).eq(lower(name.trim())))
         .select((companies::id, companies::name, companies::active))
-        .first(conn)
+        .first_on(conn)
         .optional()?;
     Ok(row.map(|(id, name, active)| (CompanyRef { id, name }, active)))
 }
@@ -113,7 +114,7 @@ pub fn add_company(conn: &mut AnyConnection, name: &str, domain: Option<&str>) -
             companies::created_at.eq(Utc::now().naive_utc()),
         ))
         .returning(companies::id)
-        .get_result(conn)
+        .get_result_on(conn)
         .map_err(|e| unique_or(e, format!("a company named {name:?} already exists")))
 }
 
@@ -122,7 +123,7 @@ pub fn list_companies(conn: &mut AnyConnection) -> Result<Vec<(i64, String, Opti
     Ok(companies::table
         .order(companies::name)
         .select((companies::id, companies::name, companies::web_domain, companies::active))
-        .load(conn)?)
+        .load_on(conn)?)
 }
 
 /// Add a contact to a company.
@@ -157,7 +158,7 @@ pub fn add_contact(
             contacts::created_at.eq(Utc::now().naive_utc()),
         ))
         .returning(contacts::id)
-        .get_result(conn)?)
+        .get_result_on(conn)?)
 }
 
 /// Contact rows for listing: id, name, addresses, company, active.
@@ -175,7 +176,7 @@ pub fn list_contacts(conn: &mut AnyConnection) -> Result<Vec<(i64, String, Vec<S
                 companies::name,
                 contacts::active,
             ))
-            .load(conn)?;
+            .load_on(conn)?;
     Ok(rows
         .into_iter()
         .map(|(id, name, a, b, c, company, active)| {
@@ -198,7 +199,7 @@ pub fn add_resource(conn: &mut AnyConnection, email: &str, name: Option<&str>) -
             resources::created_at.eq(Utc::now().naive_utc()),
         ))
         .returning(resources::id)
-        .get_result(conn)?)
+        .get_result_on(conn)?)
 }
 
 /// Resource rows for listing: id, name, address, active.
@@ -206,7 +207,7 @@ pub fn list_resources(conn: &mut AnyConnection) -> Result<Vec<(i64, String, Stri
     Ok(resources::table
         .order(resources::id)
         .select((resources::id, resources::name, resources::email, resources::active))
-        .load(conn)?)
+        .load_on(conn)?)
 }
 
 /// The id of a contact: an existing one, or one created now (an address already on file in the
@@ -230,7 +231,7 @@ pub fn ensure_contact(
                 )
                 .order(contacts::id)
                 .select(contacts::id)
-                .first(conn)
+                .first_on(conn)
                 .optional()?;
             if let Some(id) = existing {
                 return Ok(id);
@@ -244,7 +245,7 @@ pub fn ensure_contact(
                     contacts::created_at.eq(now),
                 ))
                 .returning(contacts::id)
-                .get_result(conn)?)
+                .get_result_on(conn)?)
         }
     }
 }

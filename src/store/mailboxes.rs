@@ -3,6 +3,7 @@
 use chrono::Utc;
 use diesel::prelude::*;
 
+use super::Run;
 use super::conf::{RefTable, ref_by_name};
 use super::schema::*;
 use super::sqlfn::lower;
@@ -51,7 +52,7 @@ fn mailbox_id(conn: &mut AnyConnection, address: &str) -> Result<Option<i64>> {
     Ok(mailboxes::table
         .filter(lower(mailboxes::address).eq(lower(address.trim())))
         .select(mailboxes::id)
-        .first(conn)
+        .first_on(conn)
         .optional()?)
 }
 
@@ -88,7 +89,7 @@ pub fn add(conn: &mut AnyConnection, address: &str, spec: &MailboxSpec) -> Resul
             mailboxes::created_at.eq(Utc::now().naive_utc()),
         ))
         .returning(mailboxes::id)
-        .get_result(conn)?;
+        .get_result_on(conn)?;
     update(conn, id, spec)?;
     Ok(id)
 }
@@ -103,10 +104,10 @@ pub fn set(conn: &mut AnyConnection, address: &str, spec: &MailboxSpec) -> Resul
 fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
     let target = mailboxes::table.filter(mailboxes::id.eq(id));
     if let Some(name) = &spec.name {
-        diesel::update(target).set(mailboxes::name.eq(name.trim())).execute(conn)?;
+        diesel::update(target).set(mailboxes::name.eq(name.trim())).execute_on(conn)?;
     }
     if let Some(active) = spec.active {
-        diesel::update(target).set(mailboxes::active.eq(active)).execute(conn)?;
+        diesel::update(target).set(mailboxes::active.eq(active)).execute_on(conn)?;
     }
     for (value, table) in [
         (&spec.queue, RefTable::Queue),
@@ -125,30 +126,30 @@ fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
         };
         let q = diesel::update(target);
         match table {
-            RefTable::Queue => q.set(mailboxes::queue_id.eq(rid)).execute(conn)?,
-            RefTable::Priority => q.set(mailboxes::priority_id.eq(rid)).execute(conn)?,
-            RefTable::Status => q.set(mailboxes::status_id.eq(rid)).execute(conn)?,
-            RefTable::Source => q.set(mailboxes::source_id.eq(rid)).execute(conn)?,
-            RefTable::IssueType => q.set(mailboxes::issue_type_id.eq(rid)).execute(conn)?,
-            RefTable::Role => q.set(mailboxes::role_id.eq(rid)).execute(conn)?,
-            RefTable::WorkType => q.set(mailboxes::work_type_id.eq(rid)).execute(conn)?,
+            RefTable::Queue => q.set(mailboxes::queue_id.eq(rid)).execute_on(conn)?,
+            RefTable::Priority => q.set(mailboxes::priority_id.eq(rid)).execute_on(conn)?,
+            RefTable::Status => q.set(mailboxes::status_id.eq(rid)).execute_on(conn)?,
+            RefTable::Source => q.set(mailboxes::source_id.eq(rid)).execute_on(conn)?,
+            RefTable::IssueType => q.set(mailboxes::issue_type_id.eq(rid)).execute_on(conn)?,
+            RefTable::Role => q.set(mailboxes::role_id.eq(rid)).execute_on(conn)?,
+            RefTable::WorkType => q.set(mailboxes::work_type_id.eq(rid)).execute_on(conn)?,
         };
     }
     if let Some(v) = &spec.note_visibility {
         let v = Visibility::parse(v)
             .ok_or_else(|| Error::Usage(format!("note visibility {v:?}: expected internal or all")))?;
-        diesel::update(target).set(mailboxes::note_visibility.eq(v.as_str())).execute(conn)?;
+        diesel::update(target).set(mailboxes::note_visibility.eq(v.as_str())).execute_on(conn)?;
     }
     if let Some(v) = &spec.unknown_sender {
         let v = UnknownSender::parse(v)
             .ok_or_else(|| Error::Usage(format!("unknown-sender policy {v:?}: expected fallback or reject")))?;
-        diesel::update(target).set(mailboxes::unknown_sender.eq(v.as_str())).execute(conn)?;
+        diesel::update(target).set(mailboxes::unknown_sender.eq(v.as_str())).execute_on(conn)?;
     }
     if let Some(v) = &spec.after_conversion {
         let v = AfterConversion::parse(v).ok_or_else(|| {
             Error::Usage(format!("after-conversion {v:?}: expected deliver, remove or discard"))
         })?;
-        diesel::update(target).set(mailboxes::after_conversion.eq(v.as_str())).execute(conn)?;
+        diesel::update(target).set(mailboxes::after_conversion.eq(v.as_str())).execute_on(conn)?;
     }
     if let Some(kinds) = &spec.allow {
         let mut a = [false; 6];
@@ -182,31 +183,31 @@ fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
                 mailboxes::allow_task_notes.eq(a[4]),
                 mailboxes::allow_task_time.eq(a[5]),
             ))
-            .execute(conn)?;
+            .execute_on(conn)?;
     }
     if let Some(v) = spec.create_contacts {
-        diesel::update(target).set(mailboxes::create_contacts.eq(v)).execute(conn)?;
+        diesel::update(target).set(mailboxes::create_contacts.eq(v)).execute_on(conn)?;
     }
     if let Some(v) = spec.cc_contacts {
-        diesel::update(target).set(mailboxes::cc_contacts.eq(v)).execute(conn)?;
+        diesel::update(target).set(mailboxes::cc_contacts.eq(v)).execute_on(conn)?;
     }
     if let Some(v) = spec.only_when_to {
-        diesel::update(target).set(mailboxes::only_when_to.eq(v)).execute(conn)?;
+        diesel::update(target).set(mailboxes::only_when_to.eq(v)).execute_on(conn)?;
     }
     if let Some(v) = spec.strip_quotes {
-        diesel::update(target).set(mailboxes::strip_quotes.eq(v)).execute(conn)?;
+        diesel::update(target).set(mailboxes::strip_quotes.eq(v)).execute_on(conn)?;
     }
     if let Some(v) = &spec.cc_only {
         let v = CcOnly::parse(v).ok_or_else(|| Error::Usage(format!("cc-only {v:?}: expected note or ignore")))?;
-        diesel::update(target).set(mailboxes::cc_only.eq(v.as_str())).execute(conn)?;
+        diesel::update(target).set(mailboxes::cc_only.eq(v.as_str())).execute_on(conn)?;
     }
     if let Some(v) = &spec.completed_ticket {
         let v = CompletedTicket::parse(v).ok_or_else(|| Error::Usage(format!("completed-ticket {v:?}: expected reopen, note or new")))?;
-        diesel::update(target).set(mailboxes::completed_ticket.eq(v.as_str())).execute(conn)?;
+        diesel::update(target).set(mailboxes::completed_ticket.eq(v.as_str())).execute_on(conn)?;
     }
     if let Some(v) = &spec.reopen_status {
         let sid = if v.trim().is_empty() || v.eq_ignore_ascii_case("default") { None } else { Some(ref_by_name(conn, RefTable::Status, v)?) };
-        diesel::update(target).set(mailboxes::reopen_status_id.eq(sid)).execute(conn)?;
+        diesel::update(target).set(mailboxes::reopen_status_id.eq(sid)).execute_on(conn)?;
     }
     for (value, column) in [
         (spec.max_attachment_bytes, 0),
@@ -217,9 +218,9 @@ fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
         let v = i64::try_from(v).map_err(|_| Error::Usage(format!("{v} bytes is too large")))?;
         let q = diesel::update(target);
         match column {
-            0 => q.set(mailboxes::max_attachment_bytes.eq(v)).execute(conn)?,
-            1 => q.set(mailboxes::max_attachments_bytes.eq(v)).execute(conn)?,
-            _ => q.set(mailboxes::inline_image_bytes.eq(v)).execute(conn)?,
+            0 => q.set(mailboxes::max_attachment_bytes.eq(v)).execute_on(conn)?,
+            1 => q.set(mailboxes::max_attachments_bytes.eq(v)).execute_on(conn)?,
+            _ => q.set(mailboxes::inline_image_bytes.eq(v)).execute_on(conn)?,
         };
     }
     if let Some(company) = &spec.fallback_company {
@@ -228,10 +229,10 @@ fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
         } else {
             Some(directory::require_company(conn, company)?.id)
         };
-        diesel::update(target).set(mailboxes::fallback_company_id.eq(cid)).execute(conn)?;
+        diesel::update(target).set(mailboxes::fallback_company_id.eq(cid)).execute_on(conn)?;
     }
     if let Some(labels) = &spec.tags {
-        diesel::delete(mailbox_tags::table.filter(mailbox_tags::mailbox_id.eq(id))).execute(conn)?;
+        diesel::delete(mailbox_tags::table.filter(mailbox_tags::mailbox_id.eq(id))).execute_on(conn)?;
         let mut ids: Vec<i64> = Vec::new();
         for label in labels {
             let tag = tag_store::tag_by_label(conn, label)?.ok_or_else(|| {
@@ -241,7 +242,7 @@ fn update(conn: &mut AnyConnection, id: i64, spec: &MailboxSpec) -> Result<()> {
                 ids.push(tag.id);
                 diesel::insert_into(mailbox_tags::table)
                     .values((mailbox_tags::mailbox_id.eq(id), mailbox_tags::tag_id.eq(tag.id)))
-                    .execute(conn)?;
+                    .execute_on(conn)?;
             }
         }
     }
@@ -290,12 +291,12 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<MailboxView>> {
             mailboxes::unknown_sender,
             mailboxes::after_conversion,
         ))
-        .load(conn)?;
+        .load_on(conn)?;
     let tag_rows: Vec<(i64, String)> = mailbox_tags::table
         .inner_join(tags::table)
         .order(tags::label)
         .select((mailbox_tags::mailbox_id, tags::label))
-        .load(conn)?;
+        .load_on(conn)?;
     Ok(rows
         .into_iter()
         .map(|(id, address, name, active, queue, priority, status, source, note_visibility, fallback_company, unknown_sender, after_conversion)| MailboxView {

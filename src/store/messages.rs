@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::Run;
 use super::AnyConnection;
 use super::schema::*;
 use crate::error::Result;
@@ -78,23 +79,23 @@ pub fn list(conn: &mut AnyConnection, outcome: Option<&str>, limit: i64) -> Resu
             .filter(processed_messages::outcome.eq(o))
             .order(processed_messages::id.desc())
             .limit(limit)
-            .load(conn)?,
-        None => message_query!().order(processed_messages::id.desc()).limit(limit).load(conn)?,
+            .load_on(conn)?,
+        None => message_query!().order(processed_messages::id.desc()).limit(limit).load_on(conn)?,
     };
     Ok(rows.into_iter().map(view).collect())
 }
 
 /// One processed message with its raw text (if still kept).
 pub fn get(conn: &mut AnyConnection, id: i64) -> Result<Option<(MessageView, Option<Vec<u8>>)>> {
-    let row: Option<Row> = message_query!().filter(processed_messages::id.eq(id)).first(conn).optional()?;
+    let row: Option<Row> = message_query!().filter(processed_messages::id.eq(id)).first_on(conn).optional()?;
     let Some(row) = row else { return Ok(None) };
-    let raw: Option<Vec<u8>> = processed_messages::table.find(id).select(processed_messages::raw).first(conn)?;
+    let raw: Option<Vec<u8>> = processed_messages::table.find(id).select(processed_messages::raw).first_on(conn)?;
     Ok(Some((view(row), raw)))
 }
 
 /// Forget a processed-message record (before it is reprocessed, in the same transaction).
 pub fn delete(conn: &mut AnyConnection, id: i64) -> Result<()> {
-    diesel::delete(processed_messages::table.filter(processed_messages::id.eq(id))).execute(conn)?;
+    diesel::delete(processed_messages::table.filter(processed_messages::id.eq(id))).execute_on(conn)?;
     Ok(())
 }
 
@@ -105,7 +106,7 @@ pub fn count_recent(conn: &mut AnyConnection, sender: &str, subject_key: &str, s
         .filter(processed_messages::subject_key.eq(super::index_key(subject_key)))
         .filter(processed_messages::received_at.ge(since))
         .count()
-        .get_result(conn)?)
+        .get_result_on(conn)?)
 }
 
 /// Drop the raw text of messages received before `before`; the records stay (they keep
@@ -117,5 +118,5 @@ pub fn purge_raw(conn: &mut AnyConnection, before: NaiveDateTime) -> Result<usiz
             .filter(processed_messages::raw.is_not_null()),
     )
     .set(processed_messages::raw.eq(None::<Vec<u8>>))
-    .execute(conn)?)
+    .execute_on(conn)?)
 }

@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::Run;
 use super::schema::*;
 use super::{AnyConnection, StoreFail, tickets};
 use super::projects as project_store;
@@ -28,7 +29,7 @@ pub fn add(conn: &mut AnyConnection, n: &NewNote, now: NaiveDateTime) -> Result<
                     ticket_notes::unverified.eq(n.unverified),
                 ))
                 .returning(ticket_notes::id)
-                .get_result(conn)?;
+                .get_result_on(conn)?;
             match n.set_status {
                 Some(s) => tickets::set_status(conn, t.id, s, now)?,
                 None => tickets::touch(conn, t.id, now)?,
@@ -51,10 +52,10 @@ pub fn add(conn: &mut AnyConnection, n: &NewNote, now: NaiveDateTime) -> Result<
                     project_notes::created_at.eq(now),
                 ))
                 .returning(project_notes::id)
-                .get_result(conn)?;
+                .get_result_on(conn)?;
             diesel::update(projects::table.filter(projects::id.eq(p.id)))
                 .set(projects::updated_at.eq(now))
-                .execute(conn)?;
+                .execute_on(conn)?;
             Ok((ObjectKind::ProjectNote, id))
         }
         NoteTarget::Task(t) => {
@@ -73,10 +74,10 @@ pub fn add(conn: &mut AnyConnection, n: &NewNote, now: NaiveDateTime) -> Result<
                     task_notes::created_at.eq(now),
                 ))
                 .returning(task_notes::id)
-                .get_result(conn)?;
+                .get_result_on(conn)?;
             diesel::update(tasks::table.filter(tasks::id.eq(t.id)))
                 .set(tasks::updated_at.eq(now))
-                .execute(conn)?;
+                .execute_on(conn)?;
             Ok((ObjectKind::TaskNote, id))
         }
     }
@@ -123,7 +124,7 @@ pub fn add_time(conn: &mut AnyConnection, e: &NewTimeEntry, now: NaiveDateTime) 
             time_entries::created_at.eq(now),
         ))
         .returning(time_entries::id)
-        .get_result(conn)?;
+        .get_result_on(conn)?;
     match (&e.target, &e.set_status) {
         (TimeTarget::Ticket(t), Some((s, _))) => tickets::set_status(conn, t.id, *s, now)?,
         (TimeTarget::Ticket(t), None) => tickets::touch(conn, t.id, now)?,

@@ -5,6 +5,7 @@
 use chrono::{Duration, NaiveDateTime};
 use diesel::prelude::*;
 
+use super::Run;
 use super::schema::*;
 use super::{AnyConnection, StoreFail};
 use crate::error::Result;
@@ -89,7 +90,7 @@ pub fn insert(conn: &mut AnyConnection, n: &NewOutbox, now: NaiveDateTime) -> Re
             outbox::created_at.eq(now),
         ))
         .returning(outbox::id)
-        .get_result(conn)?)
+        .get_result_on(conn)?)
 }
 
 /// Notifications queued to a recipient since `since` (the rate limit counts them).
@@ -98,7 +99,7 @@ pub fn count_recent_to(conn: &mut AnyConnection, recipient: &str, since: NaiveDa
         .filter(outbox::recipients.eq(recipient.to_ascii_lowercase()))
         .filter(outbox::created_at.ge(since))
         .count()
-        .get_result(conn)?)
+        .get_result_on(conn)?)
 }
 
 type Row = (
@@ -146,7 +147,7 @@ pub fn claim(conn: &mut AnyConnection, now: NaiveDateTime, lease: Duration, limi
             outbox::claimed_until.eq(Some(now + lease)),
             outbox::attempts.eq(outbox::attempts + 1),
         ))
-        .execute(conn)?;
+        .execute_on(conn)?;
     let rows: Vec<Row> = outbox::table
         .filter(outbox::id.eq_any(&ids))
         .order(outbox::id)
@@ -165,7 +166,7 @@ pub fn claim(conn: &mut AnyConnection, now: NaiveDateTime, lease: Duration, limi
             outbox::references_ids,
             outbox::attempts,
         ))
-        .load(conn)?;
+        .load_on(conn)?;
     Ok(rows
         .into_iter()
         .map(|(id, kind, recipient, envelope_from, from_header, subject, body_text, body_html, headers, message_id, in_reply_to, refs, attempts)| OutboxRow {
@@ -190,7 +191,7 @@ pub fn claim(conn: &mut AnyConnection, now: NaiveDateTime, lease: Duration, limi
 pub fn mark_sent(conn: &mut AnyConnection, id: i64, now: NaiveDateTime) -> Result<()> {
     diesel::update(outbox::table.filter(outbox::id.eq(id)))
         .set((outbox::status.eq("sent"), outbox::sent_at.eq(Some(now)), outbox::claimed_until.eq(None::<NaiveDateTime>), outbox::last_error.eq(None::<String>)))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -203,7 +204,7 @@ pub fn mark_retry(conn: &mut AnyConnection, id: i64, next_try: NaiveDateTime, er
             outbox::claimed_until.eq(None::<NaiveDateTime>),
             outbox::last_error.eq(Some(error)),
         ))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -211,7 +212,7 @@ pub fn mark_retry(conn: &mut AnyConnection, id: i64, next_try: NaiveDateTime, er
 pub fn mark_failed(conn: &mut AnyConnection, id: i64, error: &str) -> Result<()> {
     diesel::update(outbox::table.filter(outbox::id.eq(id)))
         .set((outbox::status.eq("failed"), outbox::claimed_until.eq(None::<NaiveDateTime>), outbox::last_error.eq(Some(error))))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -220,7 +221,7 @@ pub fn mark_failed(conn: &mut AnyConnection, id: i64, error: &str) -> Result<()>
 pub fn fail_by_message_id(conn: &mut AnyConnection, message_id: &str, reason: &str) -> Result<bool, StoreFail> {
     let n = diesel::update(outbox::table.filter(outbox::message_id.eq(message_id)))
         .set((outbox::status.eq("failed"), outbox::claimed_until.eq(None::<NaiveDateTime>), outbox::last_error.eq(Some(reason))))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(n > 0)
 }
 
@@ -256,8 +257,8 @@ pub fn list(conn: &mut AnyConnection, status: Option<&str>, limit: i64) -> Resul
             outbox::last_error,
         ));
     let rows: Vec<V> = match status {
-        Some(s) => q.filter(outbox::status.eq(s)).load(conn)?,
-        None => q.load(conn)?,
+        Some(s) => q.filter(outbox::status.eq(s)).load_on(conn)?,
+        None => q.load_on(conn)?,
     };
     Ok(rows
         .into_iter()
@@ -280,8 +281,8 @@ pub fn retry(conn: &mut AnyConnection, id: Option<i64>, now: NaiveDateTime) -> R
     let target = outbox::table.filter(outbox::status.eq("failed"));
     let set = (outbox::status.eq("queued"), outbox::next_try_at.eq(now), outbox::attempts.eq(0));
     Ok(match id {
-        Some(id) => diesel::update(target.filter(outbox::id.eq(id))).set(set).execute(conn)?,
-        None => diesel::update(target).set(set).execute(conn)?,
+        Some(id) => diesel::update(target.filter(outbox::id.eq(id))).set(set).execute_on(conn)?,
+        None => diesel::update(target).set(set).execute_on(conn)?,
     })
 }
 
@@ -292,19 +293,19 @@ pub fn purge(conn: &mut AnyConnection, before: NaiveDateTime) -> Result<usize> {
             .filter(outbox::status.eq("sent").or(outbox::status.eq("failed")))
             .filter(outbox::created_at.lt(before)),
     )
-    .execute(conn)?)
+    .execute_on(conn)?)
 }
 
 /// How many rows are queued (backlog) and failed.
 pub fn counts(conn: &mut AnyConnection) -> Result<(i64, i64)> {
-    let queued: i64 = outbox::table.filter(outbox::status.eq("queued").or(outbox::status.eq("sending"))).count().get_result(conn)?;
-    let failed: i64 = outbox::table.filter(outbox::status.eq("failed")).count().get_result(conn)?;
+    let queued: i64 = outbox::table.filter(outbox::status.eq("queued").or(outbox::status.eq("sending"))).count().get_result_on(conn)?;
+    let failed: i64 = outbox::table.filter(outbox::status.eq("failed")).count().get_result_on(conn)?;
     Ok((queued, failed))
 }
 
 /// Whether a notification with this Message-ID is queued already (failure notices of a message
 /// retried by the MTA are queued once).
 pub fn exists_message_id(conn: &mut AnyConnection, message_id: &str) -> Result<bool, StoreFail> {
-    let n: i64 = outbox::table.filter(outbox::message_id.eq(message_id)).count().get_result(conn)?;
+    let n: i64 = outbox::table.filter(outbox::message_id.eq(message_id)).count().get_result_on(conn)?;
     Ok(n > 0)
 }

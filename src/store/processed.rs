@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::Run;
 use super::AnyConnection;
 use super::schema::*;
 use crate::error::Result;
@@ -23,7 +24,7 @@ pub fn prior(conn: &mut AnyConnection, mailbox_id: i64, dedup_key: &str) -> Resu
                 processed_messages::reason,
                 processed_messages::received_at,
             ))
-            .load(conn)?
+            .load_on(conn)?
             .into_iter()
             .next();
     Ok(row.map(|(outcome, kind, id, ticket_number, reason, received_at)| {
@@ -89,6 +90,6 @@ pub fn insert(conn: &mut AnyConnection, r: &Record<'_>) -> diesel::QueryResult<(
             processed_messages::client_addr.eq(&r.client_addr),
             processed_messages::auth_user.eq(r.auth_user),
         ))
-        .execute(conn)
+        .execute_on(conn)
         .map(|_| ())
 }

@@ -4,6 +4,7 @@
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
+use super::Run;
 use super::schema::*;
 use super::{AnyConnection, StoreFail, tickets};
 use crate::error::{Error, Result};
@@ -33,7 +34,7 @@ pub fn projects_by_numbers(conn: &mut AnyConnection, numbers: &[String]) -> Resu
         .left_join(companies::table)
         .filter(projects::number.eq_any(numbers))
         .select((projects::id, projects::number, projects::name, projects::company_id, companies::name.nullable()))
-        .load(conn)?;
+        .load_on(conn)?;
     Ok(rows.into_iter().map(project_ref).collect())
 }
 
@@ -45,14 +46,14 @@ pub fn tasks_by_numbers(conn: &mut AnyConnection, numbers: &[String]) -> Result<
     let rows: Vec<(i64, String, String, i64)> = tasks::table
         .filter(tasks::number.eq_any(numbers))
         .select((tasks::id, tasks::number, tasks::title, tasks::project_id))
-        .load(conn)?;
+        .load_on(conn)?;
     let mut out = Vec::new();
     for (id, number, title, project_id) in rows {
         let row: Option<ProjectRow> = projects::table
             .left_join(companies::table)
             .filter(projects::id.eq(project_id))
             .select((projects::id, projects::number, projects::name, projects::company_id, companies::name.nullable()))
-            .first(conn)
+            .first_on(conn)
             .optional()?;
         if let Some(p) = row {
             out.push(TaskRef { id, number, title, project: project_ref(p) });
@@ -84,7 +85,7 @@ pub fn add_project(conn: &mut AnyConnection, name: &str, company: Option<&str>, 
             projects::created_at.eq(now),
             projects::updated_at.eq(now),
         ))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(number)
 }
 
@@ -122,7 +123,7 @@ pub fn add_task(conn: &mut AnyConnection, project: &str, title: &str, assigned: 
             tasks::created_at.eq(now),
             tasks::updated_at.eq(now),
         ))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(number)
 }
 
@@ -133,7 +134,7 @@ pub fn list_projects(conn: &mut AnyConnection) -> Result<Vec<(String, String, Op
         .inner_join(statuses::table.on(statuses::id.eq(projects::status_id)))
         .order(projects::id.desc())
         .select((projects::number, projects::name, companies::name.nullable(), statuses::name))
-        .load(conn)?)
+        .load_on(conn)?)
 }
 
 /// Tasks for listing: number, project number, title, status, assigned resource.
@@ -142,12 +143,12 @@ pub fn list_tasks(conn: &mut AnyConnection) -> Result<Vec<(String, String, Strin
         .inner_join(statuses::table.on(statuses::id.eq(tasks::status_id)))
         .order(tasks::id.desc())
         .select((tasks::number, tasks::project_id, tasks::title, statuses::name, tasks::assigned_resource_id))
-        .load(conn)?;
+        .load_on(conn)?;
     let mut out = Vec::new();
     for (number, pid, title, status, rid) in rows {
-        let pnum: String = projects::table.find(pid).select(projects::number).first(conn)?;
+        let pnum: String = projects::table.find(pid).select(projects::number).first_on(conn)?;
         let who: Option<String> = match rid {
-            Some(r) => resources::table.find(r).select(resources::email).first(conn).optional()?,
+            Some(r) => resources::table.find(r).select(resources::email).first_on(conn).optional()?,
             None => None,
         };
         out.push((number, pnum, title, status, who));
@@ -159,7 +160,7 @@ pub fn list_tasks(conn: &mut AnyConnection) -> Result<Vec<(String, String, Strin
 pub fn set_task_status(conn: &mut AnyConnection, task_id: i64, status_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
     diesel::update(tasks::table.filter(tasks::id.eq(task_id)))
         .set((tasks::status_id.eq(status_id), tasks::updated_at.eq(now)))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -172,7 +173,7 @@ pub fn add_role(conn: &mut AnyConnection, name: &str, rate: Option<f64>) -> Resu
     diesel::insert_into(roles::table)
         .values((roles::name.eq(name), roles::hourly_rate.eq(rate), roles::is_default.eq(false), roles::active.eq(true)))
         .returning(roles::id)
-        .get_result(conn)
+        .get_result_on(conn)
         .map_err(|e| if super::is_unique_violation(&e) { Error::Usage(format!("a role named {name:?} exists")) } else { e.into() })
 }
 
@@ -184,7 +185,7 @@ pub fn add_work_type(conn: &mut AnyConnection, name: &str, billable: bool) -> Re
     diesel::insert_into(work_types::table)
         .values((work_types::name.eq(name), work_types::billable.eq(billable), work_types::is_default.eq(false), work_types::active.eq(true)))
         .returning(work_types::id)
-        .get_result(conn)
+        .get_result_on(conn)
         .map_err(|e| if super::is_unique_violation(&e) { Error::Usage(format!("a work type named {name:?} exists")) } else { e.into() })
 }
 
@@ -193,7 +194,7 @@ pub fn list_roles(conn: &mut AnyConnection) -> Result<Vec<(i64, String, Option<f
     Ok(roles::table
         .order(roles::id)
         .select((roles::id, roles::name, roles::hourly_rate, roles::is_default, roles::active))
-        .load(conn)?)
+        .load_on(conn)?)
 }
 
 /// Work types for listing: id, name, billable, default, active.
@@ -201,5 +202,5 @@ pub fn list_work_types(conn: &mut AnyConnection) -> Result<Vec<(i64, String, boo
     Ok(work_types::table
         .order(work_types::id)
         .select((work_types::id, work_types::name, work_types::billable, work_types::is_default, work_types::active))
-        .load(conn)?)
+        .load_on(conn)?)
 }

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use super::Run;
 use super::AnyConnection;
 use super::schema::*;
 use super::sqlfn::lower;
@@ -13,7 +14,7 @@ pub fn tag_by_label(conn: &mut AnyConnection, label: &str) -> Result<Option<TagR
     let row: Option<(i64, String)> = tags::table
         .filter(lower(tags::label).eq(lower(label.trim())))
         .select((tags::id, tags::label))
-        .first(conn)
+        .first_on(conn)
         .optional()?;
     Ok(row.map(|(id, label)| TagRef { id, label }))
 }
@@ -29,18 +30,18 @@ pub fn add_tag(conn: &mut AnyConnection, label: &str, aliases: &[String]) -> Res
         None => diesel::insert_into(tags::table)
             .values((tags::label.eq(label), tags::active.eq(true)))
             .returning(tags::id)
-            .get_result(conn)?,
+            .get_result_on(conn)?,
     };
     for alias in aliases.iter().map(|a| a.trim()).filter(|a| !a.is_empty()) {
         let exists: i64 = tag_aliases::table
             .filter(tag_aliases::tag_id.eq(id))
             .filter(lower(tag_aliases::alias).eq(lower(alias)))
             .count()
-            .get_result(conn)?;
+            .get_result_on(conn)?;
         if exists == 0 {
             diesel::insert_into(tag_aliases::table)
                 .values((tag_aliases::tag_id.eq(id), tag_aliases::alias.eq(alias)))
-                .execute(conn)?;
+                .execute_on(conn)?;
         }
     }
     Ok(id)
@@ -51,11 +52,11 @@ pub fn list_tags(conn: &mut AnyConnection) -> Result<Vec<(i64, String, bool, Vec
     let rows: Vec<(i64, String, bool)> = tags::table
         .order(lower(tags::label))
         .select((tags::id, tags::label, tags::active))
-        .load(conn)?;
+        .load_on(conn)?;
     let aliases: Vec<(i64, String)> = tag_aliases::table
         .order(tag_aliases::id)
         .select((tag_aliases::tag_id, tag_aliases::alias))
-        .load(conn)?;
+        .load_on(conn)?;
     Ok(rows
         .into_iter()
         .map(|(id, label, active)| {

@@ -2,6 +2,7 @@
 
 use diesel::prelude::*;
 
+use super::Run;
 use super::AnyConnection;
 use super::schema::*;
 use super::sqlfn::lower;
@@ -24,7 +25,7 @@ pub fn upsert_template(conn: &mut AnyConnection, t: &NewTemplate<'_>) -> Result<
     let existing: Option<i64> = notification_templates::table
         .filter(lower(notification_templates::name).eq(lower(t.name.trim())))
         .select(notification_templates::id)
-        .first(conn)
+        .first_on(conn)
         .optional()?;
     let values = (
         notification_templates::mailbox_id.eq(t.mailbox_id),
@@ -36,13 +37,13 @@ pub fn upsert_template(conn: &mut AnyConnection, t: &NewTemplate<'_>) -> Result<
     );
     Ok(match existing {
         Some(id) => {
-            diesel::update(notification_templates::table.filter(notification_templates::id.eq(id))).set(values).execute(conn)?;
+            diesel::update(notification_templates::table.filter(notification_templates::id.eq(id))).set(values).execute_on(conn)?;
             id
         }
         None => diesel::insert_into(notification_templates::table)
             .values((notification_templates::name.eq(t.name.trim()), values))
             .returning(notification_templates::id)
-            .get_result(conn)?,
+            .get_result_on(conn)?,
     })
 }
 
@@ -50,7 +51,7 @@ pub fn upsert_template(conn: &mut AnyConnection, t: &NewTemplate<'_>) -> Result<
 pub fn set_template_active(conn: &mut AnyConnection, name: &str, active: bool) -> Result<()> {
     let n = diesel::update(notification_templates::table.filter(lower(notification_templates::name).eq(lower(name.trim()))))
         .set(notification_templates::active.eq(active))
-        .execute(conn)?;
+        .execute_on(conn)?;
     if n == 0 {
         return Err(Error::Usage(format!("no template named {name:?} (see `ticketmilter template list`)")));
     }
@@ -94,14 +95,14 @@ pub fn add_rule(conn: &mut AnyConnection, r: &RuleRow) -> Result<i64> {
             ),
         ))
         .returning(w::id)
-        .get_result(conn)?)
+        .get_result_on(conn)?)
 }
 
 /// Switch a rule on or off; remove it.
 pub fn set_rule_active(conn: &mut AnyConnection, id: i64, active: bool) -> Result<()> {
     let n = diesel::update(workflow_rules::table.filter(workflow_rules::id.eq(id)))
         .set(workflow_rules::active.eq(active))
-        .execute(conn)?;
+        .execute_on(conn)?;
     if n == 0 {
         return Err(Error::Usage(format!("no workflow rule {id} (see `ticketmilter rule list`)")));
     }
@@ -109,7 +110,7 @@ pub fn set_rule_active(conn: &mut AnyConnection, id: i64, active: bool) -> Resul
 }
 
 pub fn remove_rule(conn: &mut AnyConnection, id: i64) -> Result<()> {
-    let n = diesel::delete(workflow_rules::table.filter(workflow_rules::id.eq(id))).execute(conn)?;
+    let n = diesel::delete(workflow_rules::table.filter(workflow_rules::id.eq(id))).execute_on(conn)?;
     if n == 0 {
         return Err(Error::Usage(format!("no workflow rule {id} (see `ticketmilter rule list`)")));
     }

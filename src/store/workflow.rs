@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::Run;
 use super::schema::*;
 use super::sqlfn::lower;
 use super::{AnyConnection, StoreFail};
@@ -45,14 +46,14 @@ pub fn ticket_facts(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketFa
             tickets::assigned_resource_id,
             tickets::due_at,
         ))
-        .first(conn)
+        .first_on(conn)
         .optional()?;
     let Some((id, number, title, queue_id, priority_id, status_id, issue_type_id, source_id, company_id, contact_id, assigned_id, due_at)) = row
     else {
         return Ok(None);
     };
     let company = match company_id {
-        Some(c) => companies::table.filter(companies::id.eq(c)).select(companies::name).first::<String>(conn).optional()?,
+        Some(c) => companies::table.filter(companies::id.eq(c)).select(companies::name).first_on::<String>(conn).optional()?,
         None => None,
     };
     let contact = match contact_id {
@@ -70,7 +71,7 @@ pub fn ticket_facts(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketFa
         .filter(ticket_contacts::contact_id.nullable().ne(contact_id))
         .order(contacts::id)
         .select(contacts::email1)
-        .load::<Option<String>>(conn)?
+        .load_on::<Option<String>>(conn)?
         .into_iter()
         .flatten()
         .collect();
@@ -87,7 +88,7 @@ pub fn ticket_facts(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketFa
         .filter(ticket_tags::ticket_id.eq(id))
         .order(tags::label)
         .select(tags::label)
-        .load(conn)?;
+        .load_on(conn)?;
     Ok(Some(TicketFacts {
         id,
         number,
@@ -111,7 +112,7 @@ pub fn write_state(conn: &mut AnyConnection, id: i64, s: &TicketState, now: Naiv
             tickets::due_at.eq(s.due_at),
             tickets::updated_at.eq(now),
         ))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -120,24 +121,24 @@ pub fn add_ticket_tag(conn: &mut AnyConnection, ticket_id: i64, label: &str, ori
     let existing: Option<i64> = tags::table
         .filter(lower(tags::label).eq(lower(label.trim())))
         .select(tags::id)
-        .first(conn)
+        .first_on(conn)
         .optional()?;
     let tag_id = match existing {
         Some(id) => id,
         None => diesel::insert_into(tags::table)
             .values((tags::label.eq(label.trim()), tags::active.eq(true)))
             .returning(tags::id)
-            .get_result(conn)?,
+            .get_result_on(conn)?,
     };
     let already: i64 = ticket_tags::table
         .filter(ticket_tags::ticket_id.eq(ticket_id))
         .filter(ticket_tags::tag_id.eq(tag_id))
         .count()
-        .get_result(conn)?;
+        .get_result_on(conn)?;
     if already == 0 {
         diesel::insert_into(ticket_tags::table)
             .values((ticket_tags::ticket_id.eq(ticket_id), ticket_tags::tag_id.eq(tag_id), ticket_tags::origin.eq(origin)))
-            .execute(conn)?;
+            .execute_on(conn)?;
     }
     Ok(())
 }
@@ -149,7 +150,7 @@ pub fn assign_to(conn: &mut AnyConnection, ticket_id: i64, email: &str, now: Nai
         .filter(lower(resources::email).eq(lower(email.trim())))
         .filter(resources::active.eq(true))
         .select((resources::id, resources::name, resources::email))
-        .first(conn)
+        .first_on(conn)
         .optional()?;
     let Some((id, name, email)) = r else { return Ok(None) };
     set_assigned(conn, ticket_id, id, now)?;
@@ -164,13 +165,13 @@ pub fn assign_round_robin(conn: &mut AnyConnection, ticket_id: i64, queue_id: i6
         .filter(queue_members::queue_id.eq(queue_id))
         .filter(resources::active.eq(true))
         .select((resources::id, queue_members::last_assigned_at, resources::name, resources::email))
-        .load(conn)?;
+        .load_on(conn)?;
     let Some((id, _, name, email)) = members.into_iter().min_by_key(|(id, at, _, _)| (at.is_some(), *at, *id)) else {
         return Ok(None);
     };
     diesel::update(queue_members::table.filter(queue_members::queue_id.eq(queue_id)).filter(queue_members::resource_id.eq(id)))
         .set(queue_members::last_assigned_at.eq(Some(now)))
-        .execute(conn)?;
+        .execute_on(conn)?;
     set_assigned(conn, ticket_id, id, now)?;
     Ok(Some((name, email)))
 }
@@ -178,7 +179,7 @@ pub fn assign_round_robin(conn: &mut AnyConnection, ticket_id: i64, queue_id: i6
 fn set_assigned(conn: &mut AnyConnection, ticket_id: i64, resource_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
     diesel::update(tickets::table.filter(tickets::id.eq(ticket_id)))
         .set((tickets::assigned_resource_id.eq(Some(resource_id)), tickets::updated_at.eq(now)))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -190,7 +191,7 @@ pub fn queue_member_emails(conn: &mut AnyConnection, queue_id: i64) -> Result<Ve
         .filter(resources::active.eq(true))
         .order(resources::id)
         .select(resources::email)
-        .load(conn)?)
+        .load_on(conn)?)
 }
 
 /// Make a resource a member of a queue (admin).
@@ -198,18 +199,18 @@ pub fn add_queue_member(conn: &mut AnyConnection, queue_id: i64, resource_email:
     let rid: Option<i64> = resources::table
         .filter(lower(resources::email).eq(lower(resource_email.trim())))
         .select(resources::id)
-        .first(conn)
+        .first_on(conn)
         .optional()?;
     let rid = rid.ok_or_else(|| Error::Usage(format!("no resource with the address {resource_email}")))?;
     let exists: i64 = queue_members::table
         .filter(queue_members::queue_id.eq(queue_id))
         .filter(queue_members::resource_id.eq(rid))
         .count()
-        .get_result(conn)?;
+        .get_result_on(conn)?;
     if exists == 0 {
         diesel::insert_into(queue_members::table)
             .values((queue_members::queue_id.eq(queue_id), queue_members::resource_id.eq(rid)))
-            .execute(conn)?;
+            .execute_on(conn)?;
     }
     Ok(())
 }
@@ -219,11 +220,11 @@ pub fn remove_queue_member(conn: &mut AnyConnection, queue_id: i64, resource_ema
     let rid: Option<i64> = resources::table
         .filter(lower(resources::email).eq(lower(resource_email.trim())))
         .select(resources::id)
-        .first(conn)
+        .first_on(conn)
         .optional()?;
     let Some(rid) = rid else { return Ok(false) };
     let n = diesel::delete(queue_members::table.filter(queue_members::queue_id.eq(queue_id)).filter(queue_members::resource_id.eq(rid)))
-        .execute(conn)?;
+        .execute_on(conn)?;
     Ok(n > 0)
 }
 
@@ -234,5 +235,5 @@ pub fn list_queue_members(conn: &mut AnyConnection) -> Result<Vec<(String, Strin
         .inner_join(resources::table)
         .order((queues::name, resources::email))
         .select((queues::name, resources::name, resources::email, queue_members::last_assigned_at))
-        .load(conn)?)
+        .load_on(conn)?)
 }
