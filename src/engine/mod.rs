@@ -362,24 +362,16 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
     let now = p.envelope.received_at.naive_utc();
     let raw = settings.keep_raw_messages.then_some(p.raw.as_slice());
     let mut outcomes = Vec::with_capacity(p.targets.len());
-    for (i, (rcpt, mailbox)) in p.targets.iter().enumerate() {
+    for i in 0..p.targets.len() {
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
             let result = store::savepoint(conn, |c| {
-                let plan = plan_for(c, p, i, rcpt, mailbox, now)?;
-                let ctx = apply::Context {
-                    queue_id: p.envelope.queue_id.as_deref(),
-                    envelope_from: if p.envelope.null_sender { "<>" } else { &p.envelope.sender },
-                    day: &day,
-                    now,
-                    raw,
-                    client_addr: p.envelope.client_addr,
-                    auth_user: p.envelope.auth_user.as_deref(),
-                };
-                let applied = apply::apply(c, &plan, &ctx)?;
-                let followed = follow::follow(c, p, &plan, &applied, &p.options, now)?;
-                Ok(report(&plan, applied, followed, p))
+                // A panic becomes an error of this message only, after its savepoint is rolled
+                // back (the writer's transaction goes on for the other messages of its batch).
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_target(c, p, i, &day, now, raw))).unwrap_or_else(
+                    |panic| Err(store::StoreFail::Other(crate::error::Error::Internal(format!("processing panicked: {}", panic_text(&*panic))))),
+                )
             });
             match result {
                 Ok(o) => break o,
@@ -390,6 +382,40 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
         outcomes.push(outcome);
     }
     Ok(outcomes)
+}
+
+/// Decide and write the message for its `target`-th mailbox (inside that mailbox's savepoint).
+fn write_target(
+    c: &mut AnyConnection,
+    p: &Prepared,
+    target: usize,
+    day: &str,
+    now: chrono::NaiveDateTime,
+    raw: Option<&[u8]>,
+) -> std::result::Result<Outcome, store::StoreFail> {
+    let (rcpt, mailbox) = &p.targets[target];
+    let plan = plan_for(c, p, target, rcpt, mailbox, now)?;
+    let ctx = apply::Context {
+        queue_id: p.envelope.queue_id.as_deref(),
+        envelope_from: if p.envelope.null_sender { "<>" } else { &p.envelope.sender },
+        day,
+        now,
+        raw,
+        client_addr: p.envelope.client_addr,
+        auth_user: p.envelope.auth_user.as_deref(),
+    };
+    let applied = apply::apply(c, &plan, &ctx)?;
+    let followed = follow::follow(c, p, &plan, &applied, &p.options, now)?;
+    Ok(report(&plan, applied, followed, p))
+}
+
+/// The text of a caught panic.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The decision for one mailbox: its parsing rules, the lookups, the pure decision.

@@ -132,20 +132,12 @@ fn commit(store: &Store, batch: &[Job]) -> Vec<Result<Vec<Outcome>>> {
     }
 }
 
-/// One message in its own savepoint; a panic becomes an error of this message only.
+/// One message. `write_prepared` writes each of its mailboxes in a savepoint (a failure or a
+/// panic there undoes only that message); a message for several mailboxes gets one more
+/// savepoint around them all, so that it is written for all of them or for none.
 fn one(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outcome>> {
-    let r = store::savepoint(conn, |c| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_prepared(c, p))) {
-            Ok(r) => r.map_err(store::StoreFail::Other),
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(store::StoreFail::Other(Error::Internal(format!("processing panicked: {what}"))))
-            }
-        }
-    });
-    r.map_err(Error::from)
+    if p.targets.len() <= 1 {
+        return write_prepared(conn, p);
+    }
+    store::savepoint(conn, |c| write_prepared(c, p).map_err(store::StoreFail::Other)).map_err(Error::from)
 }
