@@ -39,6 +39,11 @@ pub struct Analysis {
     pub resent_from: Option<String>,
     /// Whether the message is auto-generated (auto-reply, bounce, list …) or our own.
     pub auto: auto::AutoMail,
+    /// The tags the matcher finds in the ticket title and `text`: the automatic tags of a new
+    /// ticket made from this message (unless it is a staff forward, whose description is the
+    /// forwarded text). Found here, once per message, so that the decision — which runs in
+    /// the database writer — only copies them.
+    pub text_tags: Vec<crate::model::TagRef>,
 }
 
 /// A customer's mail forwarded by staff with the forward marker.
@@ -80,7 +85,10 @@ pub fn analyse(inbound: &Inbound, raw: &[u8], envelope: &Envelope, snapshot: &Sn
         })
         .flatten();
     let lower = |v: &[Address]| v.iter().map(|a| a.email.trim().to_ascii_lowercase()).collect::<Vec<_>>();
+    let title = ticket_title(&inbound.subject, envelope.received_at, snapshot);
+    let text_tags = snapshot.tags.find(&[&title, &text], snapshot.settings.max_tags);
     Analysis {
+        text_tags,
         indicators: indicators::find(&text),
         alert,
         text,
@@ -981,11 +989,11 @@ impl<'a> Decision<'a> {
         let status_id = r.status_id.unwrap_or(m.status_id);
 
         let title = ticket_title(&i.inbound.subject, i.envelope.received_at, i.snapshot);
-        let description = match &i.analysis.forward {
-            Some(f) if forwarded => f.text.clone(),
-            _ => i.analysis.text.clone(),
+        let (description, found) = match &i.analysis.forward {
+            Some(f) if forwarded => (f.text.clone(), None),
+            _ => (i.analysis.text.clone(), Some(i.analysis.text_tags.as_slice())),
         };
-        let tags = ticket_tags(&title, &description, m, r, i.snapshot);
+        let tags = ticket_tags(&title, &description, found, m, r, i.snapshot);
         let content = self.content();
         let a = &self.plan.attribution;
         let ticket = NewTicket {
@@ -1046,10 +1054,11 @@ fn target_number(t: &NoteTarget) -> &str {
 }
 
 /// Required tags of the mailbox first, then tags of parsing rules, then tags found in title and
-/// description, up to the limit.
+/// description (`found`, when the analysis found them already), up to the limit.
 fn ticket_tags(
     title: &str,
     description: &str,
+    found: Option<&[crate::model::TagRef]>,
     mailbox: &Mailbox,
     rules: &RuleResult,
     snapshot: &Snapshot,
@@ -1070,7 +1079,11 @@ fn ticket_tags(
         }
     }
     if tags.len() < limit {
-        for t in snapshot.tags.find(&[title, description], limit) {
+        let found = match found {
+            Some(f) => f.to_vec(),
+            None => snapshot.tags.find(&[title, description], limit),
+        };
+        for t in found {
             push(t, "auto", &mut tags);
         }
     }
