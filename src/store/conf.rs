@@ -300,7 +300,7 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
     rows.exclusions = excluded_senders::table
         .order(excluded_senders::id)
         .select((excluded_senders::pattern, excluded_senders::mailbox_id, excluded_senders::action))
-        .load::<(String, Option<i64>, String)>(conn)?
+        .load_on::<(String, Option<i64>, String)>(conn)?
         .into_iter()
         .map(|(pattern, mailbox_id, action)| Exclusion {
             pattern: pattern.trim().to_ascii_lowercase(),
@@ -356,7 +356,7 @@ pub fn load(conn: &mut AnyConnection) -> Result<ConfRows> {
             notification_templates::body_html,
             notification_templates::active,
         ))
-        .load::<(i64, String, Option<i64>, Option<String>, String, String, Option<String>, bool)>(conn)?
+        .load_on::<(i64, String, Option<i64>, Option<String>, String, String, Option<String>, bool)>(conn)?
         .into_iter()
         .map(|(id, name, mailbox_id, event, subject, body_text, body_html, active)| TemplateSource {
             id,

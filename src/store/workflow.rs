@@ -60,7 +60,7 @@ pub fn ticket_facts(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketFa
         Some(c) => contacts::table
             .filter(contacts::id.eq(c))
             .select((contacts::name, contacts::email1))
-            .first::<(String, Option<String>)>(conn)
+            .first_on::<(String, Option<String>)>(conn)
             .optional()?,
         None => None,
     };
@@ -79,7 +79,7 @@ pub fn ticket_facts(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketFa
         Some(r) => resources::table
             .filter(resources::id.eq(r))
             .select((resources::name, resources::email))
-            .first::<(String, String)>(conn)
+            .first_on::<(String, String)>(conn)
             .optional()?,
         None => None,
     };
@@ -112,7 +112,7 @@ pub fn write_state(conn: &mut AnyConnection, id: i64, s: &TicketState, now: Naiv
             tickets::due_at.eq(s.due_at),
             tickets::updated_at.eq(now),
         ))
-        .execute_on(conn)?;
+        .cached().execute_on(conn)?;
     Ok(())
 }
 
@@ -171,7 +171,7 @@ pub fn assign_round_robin(conn: &mut AnyConnection, ticket_id: i64, queue_id: i6
     };
     diesel::update(queue_members::table.filter(queue_members::queue_id.eq(queue_id)).filter(queue_members::resource_id.eq(id)))
         .set(queue_members::last_assigned_at.eq(Some(now)))
-        .execute_on(conn)?;
+        .cached().execute_on(conn)?;
     set_assigned(conn, ticket_id, id, now)?;
     Ok(Some((name, email)))
 }
@@ -179,7 +179,7 @@ pub fn assign_round_robin(conn: &mut AnyConnection, ticket_id: i64, queue_id: i6
 fn set_assigned(conn: &mut AnyConnection, ticket_id: i64, resource_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
     diesel::update(tickets::table.filter(tickets::id.eq(ticket_id)))
         .set((tickets::assigned_resource_id.eq(Some(resource_id)), tickets::updated_at.eq(now)))
-        .execute_on(conn)?;
+        .cached().execute_on(conn)?;
     Ok(())
 }
 
