@@ -7,10 +7,12 @@
 //! overwrites blocks the file already has costs a plain data flush (≈ 0.3 ms). SQLite starts
 //! the WAL over when a write transaction begins after a checkpoint copied every frame; a
 //! passive checkpoint running beside a writer that never pauses never copies the last frames.
-//! So once the WAL holds [`RESTART_FRAMES`], the thread copies what it can without stopping
-//! anyone, then takes the store's write lock for a second, short checkpoint of the frames
-//! written meanwhile; the next transaction starts the WAL over. The file keeps its size, and
-//! later commits overwrite it.
+//! So the thread copies the WAL without stopping anyone whenever it is not small; when a copy
+//! catches up while the writer pauses, the next transaction starts the WAL over by itself. A
+//! writer that never pauses gives it no such moment: when the WAL reaches [`RESTART_FRAMES`]
+//! (by default), the thread takes the store's write lock for a second, short checkpoint of the
+//! frames written since its last copy, and the next transaction starts the WAL over. The file
+//! keeps its size, and later commits overwrite it.
 
 use diesel::sql_types::Integer;
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
@@ -24,9 +26,11 @@ use crate::error::{Error, Result};
 
 /// How often the WAL is looked at.
 const EVERY: Duration = Duration::from_millis(100);
-/// Frames (pages) in the WAL from which the thread checkpoints and starts the WAL over, by
-/// default: ≈ 8 MB with 4 KB pages.
-pub const RESTART_FRAMES: u32 = 2000;
+/// Frames (pages) in the WAL from which writers wait for a checkpoint that lets it start over,
+/// by default: ≈ 16 MB with 4 KB pages.
+pub const RESTART_FRAMES: u32 = 4000;
+/// WAL size from which the thread copies it (SQLite's own threshold: 1,000 pages).
+const COPY_BYTES: u64 = 4 * 1024 * 1024;
 
 pub struct Checkpointer {
     stop: Mutex<Option<mpsc::Sender<()>>>,
@@ -92,7 +96,7 @@ fn run(path: String, opts: ConnOptions, write_lock: Arc<Mutex<()>>, restart_fram
         // No connection is opened (and no file kept open) while the WAL is small.
         if conn.is_none() {
             let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-            if size < restart_frames as u64 * 4096 {
+            if size < COPY_BYTES.min(restart_frames as u64 * 4096) {
                 continue;
             }
             conn = establish(&url, &opts).ok();
