@@ -2,9 +2,7 @@
 //! backend from the URL scheme and prepares every new connection.
 
 use diesel::connection::SimpleConnection;
-use diesel::backend::Backend;
 use diesel::dsl::Limit;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::methods::{ExecuteDsl, LimitDsl, LoadQuery};
 use diesel::{Connection, ConnectionError, PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
 use std::time::Duration;
@@ -67,14 +65,6 @@ pub trait Run: Sized {
         self.load_on(conn)
     }
 
-    /// This statement, with its prepared form kept by diesel's statement cache (keyed by its
-    /// SQL text). diesel never keeps an UPDATE's, because a changeset that skips `None`
-    /// fields gives a different text each time; for an UPDATE of a fixed shape on the hot path
-    /// compiling it anew each time is pure waste.
-    fn cached(self) -> Cached<Self> {
-        Cached(self)
-    }
-
     /// `RunQueryDsl::first` on the backend connection.
     fn first_on<'q, U>(self, conn: &mut AnyConnection) -> QueryResult<U>
     where
@@ -86,32 +76,6 @@ pub trait Run: Sized {
 }
 
 impl<T> Run for T {}
-
-/// See [`Run::cached`].
-#[derive(Debug, Clone, Copy)]
-pub struct Cached<Q>(Q);
-
-impl<Q: QueryId> QueryId for Cached<Q> {
-    type QueryId = Q::QueryId;
-    // Keyed by the SQL text, not by type: the text is what makes two statements the same.
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for Cached<Q> {
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        self.0.walk_ast(pass)
-    }
-
-    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
-        Ok(true)
-    }
-}
-
-impl<Q: Query> Query for Cached<Q> {
-    type SqlType = Q::SqlType;
-}
-
-impl<Q, Conn> RunQueryDsl<Conn> for Cached<Q> {}
 
 /// Which backend a URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]

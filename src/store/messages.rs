@@ -118,5 +118,5 @@ pub fn purge_raw(conn: &mut AnyConnection, before: NaiveDateTime) -> Result<usiz
             .filter(processed_messages::raw.is_not_null()),
     )
     .set(processed_messages::raw.eq(None::<Vec<u8>>))
-    .cached().execute_on(conn)?)
+    .execute_on(conn)?)
 }

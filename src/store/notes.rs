@@ -55,7 +55,7 @@ pub fn add(conn: &mut AnyConnection, n: &NewNote, now: NaiveDateTime) -> Result<
                 .get_result_on(conn)?;
             diesel::update(projects::table.filter(projects::id.eq(p.id)))
                 .set(projects::updated_at.eq(now))
-                .cached().execute_on(conn)?;
+                .execute_on(conn)?;
             Ok((ObjectKind::ProjectNote, id))
         }
         NoteTarget::Task(t) => {
@@ -77,7 +77,7 @@ pub fn add(conn: &mut AnyConnection, n: &NewNote, now: NaiveDateTime) -> Result<
                 .get_result_on(conn)?;
             diesel::update(tasks::table.filter(tasks::id.eq(t.id)))
                 .set(tasks::updated_at.eq(now))
-                .cached().execute_on(conn)?;
+                .execute_on(conn)?;
             Ok((ObjectKind::TaskNote, id))
         }
     }

@@ -191,7 +191,7 @@ pub fn claim(conn: &mut AnyConnection, now: NaiveDateTime, lease: Duration, limi
 pub fn mark_sent(conn: &mut AnyConnection, id: i64, now: NaiveDateTime) -> Result<()> {
     diesel::update(outbox::table.filter(outbox::id.eq(id)))
         .set((outbox::status.eq("sent"), outbox::sent_at.eq(Some(now)), outbox::claimed_until.eq(None::<NaiveDateTime>), outbox::last_error.eq(None::<String>)))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -204,7 +204,7 @@ pub fn mark_retry(conn: &mut AnyConnection, id: i64, next_try: NaiveDateTime, er
             outbox::claimed_until.eq(None::<NaiveDateTime>),
             outbox::last_error.eq(Some(error)),
         ))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -212,7 +212,7 @@ pub fn mark_retry(conn: &mut AnyConnection, id: i64, next_try: NaiveDateTime, er
 pub fn mark_failed(conn: &mut AnyConnection, id: i64, error: &str) -> Result<()> {
     diesel::update(outbox::table.filter(outbox::id.eq(id)))
         .set((outbox::status.eq("failed"), outbox::claimed_until.eq(None::<NaiveDateTime>), outbox::last_error.eq(Some(error))))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -221,7 +221,7 @@ pub fn mark_failed(conn: &mut AnyConnection, id: i64, error: &str) -> Result<()>
 pub fn fail_by_message_id(conn: &mut AnyConnection, message_id: &str, reason: &str) -> Result<bool, StoreFail> {
     let n = diesel::update(outbox::table.filter(outbox::message_id.eq(message_id)))
         .set((outbox::status.eq("failed"), outbox::claimed_until.eq(None::<NaiveDateTime>), outbox::last_error.eq(Some(reason))))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     Ok(n > 0)
 }
 

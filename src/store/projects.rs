@@ -160,7 +160,7 @@ pub fn list_tasks(conn: &mut AnyConnection) -> Result<Vec<(String, String, Strin
 pub fn set_task_status(conn: &mut AnyConnection, task_id: i64, status_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
     diesel::update(tasks::table.filter(tasks::id.eq(task_id)))
         .set((tasks::status_id.eq(status_id), tasks::updated_at.eq(now)))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 

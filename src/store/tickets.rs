@@ -250,7 +250,7 @@ pub fn create(
 pub fn set_status(conn: &mut AnyConnection, ticket_id: i64, status_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
     diesel::update(tickets::table.filter(tickets::id.eq(ticket_id)))
         .set((tickets::status_id.eq(status_id), tickets::updated_at.eq(now)))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -263,7 +263,7 @@ pub fn status_of(conn: &mut AnyConnection, ticket_id: i64) -> Result<Option<i64>
 pub fn touch(conn: &mut AnyConnection, ticket_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
     diesel::update(tickets::table.filter(tickets::id.eq(ticket_id)))
         .set(tickets::updated_at.eq(now))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 

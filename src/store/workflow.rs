@@ -112,7 +112,7 @@ pub fn write_state(conn: &mut AnyConnection, id: i64, s: &TicketState, now: Naiv
             tickets::due_at.eq(s.due_at),
             tickets::updated_at.eq(now),
         ))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
@@ -171,7 +171,7 @@ pub fn assign_round_robin(conn: &mut AnyConnection, ticket_id: i64, queue_id: i6
     };
     diesel::update(queue_members::table.filter(queue_members::queue_id.eq(queue_id)).filter(queue_members::resource_id.eq(id)))
         .set(queue_members::last_assigned_at.eq(Some(now)))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     set_assigned(conn, ticket_id, id, now)?;
     Ok(Some((name, email)))
 }
@@ -179,7 +179,7 @@ pub fn assign_round_robin(conn: &mut AnyConnection, ticket_id: i64, queue_id: i6
 fn set_assigned(conn: &mut AnyConnection, ticket_id: i64, resource_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
     diesel::update(tickets::table.filter(tickets::id.eq(ticket_id)))
         .set((tickets::assigned_resource_id.eq(Some(resource_id)), tickets::updated_at.eq(now)))
-        .cached().execute_on(conn)?;
+        .execute_on(conn)?;
     Ok(())
 }
 
