@@ -36,12 +36,7 @@ fn replay(inputs: Vec<(String, Vec<u8>)>, mut f: impl FnMut(&[u8])) {
     let mut failed = Vec::new();
     for (name, data) in &inputs {
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(data))) {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            failed.push(format!("{name}: {what}"));
+            failed.push(format!("{name}: {}", ticketmilter::error::panic_text(&*panic)));
         }
     }
     assert!(failed.is_empty(), "{} input(s) failed:\n{}", failed.len(), failed.join("\n"));

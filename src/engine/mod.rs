@@ -370,7 +370,7 @@ pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outc
                 // A panic becomes an error of this message only, after its savepoint is rolled
                 // back (the writer's transaction goes on for the other messages of its batch).
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_target(c, p, i, &day, now, raw))).unwrap_or_else(
-                    |panic| Err(store::StoreFail::Other(crate::error::Error::Internal(format!("processing panicked: {}", panic_text(&*panic))))),
+                    |panic| Err(store::StoreFail::Other(crate::error::Error::Internal(format!("processing panicked: {}", crate::error::panic_text(&*panic))))),
                 )
             });
             match result {
@@ -407,15 +407,6 @@ fn write_target(
     let applied = apply::apply(c, &plan, &ctx)?;
     let followed = follow::follow(c, p, &plan, &applied, &p.options, now)?;
     Ok(report(&plan, applied, followed, p))
-}
-
-/// The text of a caught panic.
-pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// The decision for one mailbox: its parsing rules, the lookups, the pure decision.

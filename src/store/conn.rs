@@ -57,14 +57,6 @@ pub trait Run: Sized {
         }
     }
 
-    /// `RunQueryDsl::get_results` on the backend connection.
-    fn get_results_on<'q, U>(self, conn: &mut AnyConnection) -> QueryResult<Vec<U>>
-    where
-        Self: LoadQuery<'q, SqliteConnection, U> + LoadQuery<'q, PgConnection, U>,
-    {
-        self.load_on(conn)
-    }
-
     /// `RunQueryDsl::first` on the backend connection.
     fn first_on<'q, U>(self, conn: &mut AnyConnection) -> QueryResult<U>
     where

@@ -265,12 +265,7 @@ fn transaction_inner<T>(
         }
         Err(panic) => {
             let _ = Tm::rollback_transaction(conn);
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(Error::Internal(format!("processing panicked: {what}")))
+            Err(Error::Internal(format!("processing panicked: {}", crate::error::panic_text(&*panic))))
         }
     }
 }
@@ -318,21 +313,6 @@ impl StoreFail {
             StoreFail::Diesel(d) => d,
             StoreFail::Other(_) => return false,
         })
-    }
-}
-
-impl StoreFail {
-    /// A unique key on this column was taken: PostgreSQL names the constraint
-    /// (`<table>_<column>_key`), SQLite the column (`UNIQUE constraint failed: table.column`).
-    pub fn is_unique_violation_on(&self, table: &str, column: &str) -> bool {
-        match self {
-            StoreFail::Diesel(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)) => {
-                let qualified = format!("{table}.{column}");
-                let constraint = format!("{table}_{column}");
-                info.message().contains(&qualified) || info.constraint_name().is_some_and(|c| c.starts_with(&constraint))
-            }
-            _ => false,
-        }
     }
 }
 
