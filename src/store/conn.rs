@@ -69,6 +69,78 @@ pub trait Run: Sized {
 
 impl<T> Run for T {}
 
+/// A bind value of a [`Fixed`] statement.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    Int(i64),
+    OptInt(Option<i64>),
+    Time(chrono::NaiveDateTime),
+    OptTime(Option<chrono::NaiveDateTime>),
+    Text(&'a str),
+}
+
+/// A statement written as SQL text with `?` for each bind value, for the statements diesel's
+/// DSL would compile anew on every run: diesel never caches the prepared statement of an
+/// UPDATE (a changeset may skip `None` fields, so the text can vary). This one's text is fixed,
+/// so the backend connection's statement cache keeps it by its text. `ST` is the SQL type of
+/// what a `RETURNING` clause gives back (`()` when nothing is read). The `?` are written as the
+/// backend's placeholders (`?` on SQLite, `$n` on PostgreSQL); the SQL must hold no other `?`.
+#[derive(Debug, Clone, Copy)]
+pub struct Fixed<'a, ST = ()> {
+    sql: &'static str,
+    values: &'a [Value<'a>],
+    returns: std::marker::PhantomData<ST>,
+}
+
+impl<'a, ST> Fixed<'a, ST> {
+    pub fn new(sql: &'static str, values: &'a [Value<'a>]) -> Self {
+        debug_assert_eq!(sql.matches('?').count(), values.len(), "one value per `?` in {sql}");
+        Fixed { sql, values, returns: std::marker::PhantomData }
+    }
+}
+
+impl<ST> diesel::query_builder::QueryId for Fixed<'_, ST> {
+    type QueryId = ();
+    // Cached by the SQL text, not by type: every statement shares this one type.
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<DB, ST> diesel::query_builder::QueryFragment<DB> for Fixed<'_, ST>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Timestamp>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    chrono::NaiveDateTime: diesel::serialize::ToSql<diesel::sql_types::Timestamp, DB>,
+    str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    Option<i64>: diesel::serialize::ToSql<diesel::sql_types::Nullable<diesel::sql_types::BigInt>, DB>,
+    Option<chrono::NaiveDateTime>: diesel::serialize::ToSql<diesel::sql_types::Nullable<diesel::sql_types::Timestamp>, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+        let mut parts = self.sql.split('?');
+        out.push_sql(parts.next().unwrap_or_default());
+        for (value, part) in self.values.iter().zip(parts) {
+            match value {
+                Value::Int(v) => out.push_bind_param::<BigInt, i64>(v)?,
+                Value::OptInt(v) => out.push_bind_param::<Nullable<BigInt>, Option<i64>>(v)?,
+                Value::Time(v) => out.push_bind_param::<Timestamp, chrono::NaiveDateTime>(v)?,
+                Value::OptTime(v) => out.push_bind_param::<Nullable<Timestamp>, Option<chrono::NaiveDateTime>>(v)?,
+                Value::Text(v) => out.push_bind_param::<Text, str>(*v)?,
+            }
+            out.push_sql(part);
+        }
+        Ok(())
+    }
+}
+
+impl<ST> diesel::query_builder::Query for Fixed<'_, ST> {
+    type SqlType = ST;
+}
+
+impl<ST, Conn> RunQueryDsl<Conn> for Fixed<'_, ST> {}
+
 /// Which backend a URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbUrl {
@@ -170,6 +242,7 @@ pub fn establish(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection, Conne
                     )));
                 }
             }
+            keep_sqlite_plans();
             let mut c = SqliteConnection::establish(path)?;
             let ms = opts.busy_timeout.as_millis().min(i32::MAX as u128);
             c.batch_execute(&format!(
@@ -188,6 +261,31 @@ pub fn establish(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection, Conne
             Ok(AnyConnection::Sqlite(c))
         }
     }
+}
+
+/// Turn on SQLite's query-planner stability guarantee for every connection this process opens.
+///
+/// Without it SQLite plans a `LIMIT ?` (diesel's `.first()`) from the bound value and marks the
+/// prepared statement stale whenever that parameter is bound again — that is, on every run — so
+/// each such query was compiled anew despite diesel's statement cache (a tenth of the writer's
+/// time with workflow rules on, found in a profile). The guarantee makes the plan independent of
+/// the bound values; nothing here depends on a value-specific plan (no LIKE with a bound
+/// pattern, no ANALYZE statistics). The setting is per connection and has no PRAGMA, and diesel
+/// does not hand out its handle, so it is applied through SQLite's auto-extension hook, which
+/// runs for each connection opened afterwards.
+pub fn keep_sqlite_plans() {
+    use libsqlite3_sys as ffi;
+    use std::os::raw::{c_char, c_int};
+    unsafe extern "C" fn enable(db: *mut ffi::sqlite3, _err: *mut *mut c_char, _api: *const ffi::sqlite3_api_routines) -> c_int {
+        // SAFETY: SQLite calls this with a valid, open handle; the last argument may be null.
+        unsafe { ffi::sqlite3_db_config(db, ffi::SQLITE_DBCONFIG_ENABLE_QPSG, 1 as c_int, std::ptr::null_mut::<c_int>()) }
+    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a function with the signature SQLite expects; it stays valid for the
+    // life of the process.
+    ONCE.call_once(|| unsafe {
+        ffi::sqlite3_auto_extension(Some(enable));
+    });
 }
 
 /// r2d2 manager that knows which backend to open.
@@ -230,6 +328,43 @@ mod tests {
         assert!(DbUrl::parse("mysql://x").unwrap_err().contains("not supported"));
         assert!(DbUrl::parse("").is_err());
         assert!(DbUrl::parse("sqlite:").is_err());
+    }
+
+    /// Prepares `SELECT … LIMIT ?` on a connection opened the way the store opens them, runs
+    /// it twice with the limit bound each time, and returns how often SQLite re-prepared it.
+    fn reprepares_of_a_limit_query(qpsg: Option<i32>) -> i32 {
+        use libsqlite3_sys as ffi;
+        keep_sqlite_plans();
+        let mut db: *mut ffi::sqlite3 = std::ptr::null_mut();
+        let sql = c"SELECT x FROM t ORDER BY x LIMIT ?1";
+        // SAFETY: plain use of the C API on an in-memory database owned by this function.
+        unsafe {
+            assert_eq!(ffi::sqlite3_open(c":memory:".as_ptr(), &mut db), ffi::SQLITE_OK);
+            if let Some(v) = qpsg {
+                ffi::sqlite3_db_config(db, ffi::SQLITE_DBCONFIG_ENABLE_QPSG, v, std::ptr::null_mut::<i32>());
+            }
+            let setup = c"CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1), (2), (3);";
+            assert_eq!(ffi::sqlite3_exec(db, setup.as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut()), ffi::SQLITE_OK);
+            let mut stmt: *mut ffi::sqlite3_stmt = std::ptr::null_mut();
+            assert_eq!(ffi::sqlite3_prepare_v2(db, sql.as_ptr(), -1, &mut stmt, std::ptr::null_mut()), ffi::SQLITE_OK);
+            for _ in 0..2 {
+                ffi::sqlite3_bind_int64(stmt, 1, 1);
+                assert_eq!(ffi::sqlite3_step(stmt), ffi::SQLITE_ROW);
+                ffi::sqlite3_reset(stmt);
+            }
+            let n = ffi::sqlite3_stmt_status(stmt, ffi::SQLITE_STMTSTATUS_REPREPARE, 0);
+            ffi::sqlite3_finalize(stmt);
+            ffi::sqlite3_close(db);
+            n
+        }
+    }
+
+    #[test]
+    fn sqlite_statements_with_a_bound_limit_are_not_compiled_again() {
+        assert_eq!(reprepares_of_a_limit_query(None), 0, "connections keep their plans");
+        // The same query without the guarantee is re-prepared at every run after the first:
+        // this is what the setting prevents.
+        assert!(reprepares_of_a_limit_query(Some(0)) >= 1);
     }
 
     #[test]

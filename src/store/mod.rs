@@ -25,7 +25,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use conn::{AnyConnection, ConnOptions, DbUrl, Run};
+pub use conn::{AnyConnection, ConnOptions, DbUrl, Fixed, Run, Value};
 
 use crate::error::{Error, Result};
 

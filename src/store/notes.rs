@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::Run;
+use super::{Fixed, Run, Value};
 use super::schema::*;
 use super::{AnyConnection, StoreFail, tickets};
 use super::projects as project_store;
@@ -53,8 +53,7 @@ pub fn add(conn: &mut AnyConnection, n: &NewNote, now: NaiveDateTime) -> Result<
                 ))
                 .returning(project_notes::id)
                 .get_result_on(conn)?;
-            diesel::update(projects::table.filter(projects::id.eq(p.id)))
-                .set(projects::updated_at.eq(now))
+            Fixed::<()>::new("UPDATE projects SET updated_at = ? WHERE id = ?", &[Value::Time(now), Value::Int(p.id)])
                 .execute_on(conn)?;
             Ok((ObjectKind::ProjectNote, id))
         }
@@ -75,8 +74,7 @@ pub fn add(conn: &mut AnyConnection, n: &NewNote, now: NaiveDateTime) -> Result<
                 ))
                 .returning(task_notes::id)
                 .get_result_on(conn)?;
-            diesel::update(tasks::table.filter(tasks::id.eq(t.id)))
-                .set(tasks::updated_at.eq(now))
+            Fixed::<()>::new("UPDATE tasks SET updated_at = ? WHERE id = ?", &[Value::Time(now), Value::Int(t.id)])
                 .execute_on(conn)?;
             Ok((ObjectKind::TaskNote, id))
         }

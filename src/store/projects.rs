@@ -4,7 +4,7 @@
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::Run;
+use super::{Fixed, Run, Value};
 use super::schema::*;
 use super::{AnyConnection, StoreFail, tickets};
 use crate::error::{Error, Result};
@@ -158,9 +158,11 @@ pub fn list_tasks(conn: &mut AnyConnection) -> Result<Vec<(String, String, Strin
 
 /// Set a task's status.
 pub fn set_task_status(conn: &mut AnyConnection, task_id: i64, status_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
-    diesel::update(tasks::table.filter(tasks::id.eq(task_id)))
-        .set((tasks::status_id.eq(status_id), tasks::updated_at.eq(now)))
-        .execute_on(conn)?;
+    Fixed::<()>::new(
+        "UPDATE tasks SET status_id = ?, updated_at = ? WHERE id = ?",
+        &[Value::Int(status_id), Value::Time(now), Value::Int(task_id)],
+    )
+    .execute_on(conn)?;
     Ok(())
 }
 
