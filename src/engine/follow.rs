@@ -89,8 +89,15 @@ pub fn follow(c: &mut AnyConnection, p: &Prepared, plan: &Plan, applied: &Applie
             let effects = snapshot.workflow.run_events(events, &t.state, &ctx);
             f.trace.extend(effects.trace.iter().cloned());
             f.rules = effects.fired.iter().map(|(_, name, _)| name.clone()).collect();
-            if effects.changed {
-                wf::write_state(c, t.id, &effects.state, now)?;
+            // The assignee is chosen first (round robin in the queue the rules left the ticket
+            // in), so that the new state and the assignment are written in one UPDATE.
+            let assignee = match &effects.assign {
+                Some(Assign::Resource(email)) => wf::active_resource(c, email)?,
+                Some(Assign::RoundRobin) => wf::next_in_round_robin(c, effects.state.queue_id, now)?,
+                None => None,
+            };
+            if effects.changed || assignee.is_some() {
+                wf::write_state(c, t.id, &effects.state, assignee.as_ref().map(|a| a.0), now)?;
                 t.state = effects.state.clone();
             }
             for tag in &effects.add_tags {
@@ -99,19 +106,15 @@ pub fn follow(c: &mut AnyConnection, p: &Prepared, plan: &Plan, applied: &Applie
                     t.state.tags.push(tag.clone());
                 }
             }
-            match &effects.assign {
-                Some(Assign::Resource(email)) => match wf::assign_to(c, t.id, email, now)? {
-                    Some(r) => t.assigned = Some(r),
-                    None => f.trace.push(format!("workflow: no active resource {email} to assign")),
-                },
-                Some(Assign::RoundRobin) => match wf::assign_round_robin(c, t.id, t.state.queue_id, now)? {
-                    Some(r) => {
-                        f.trace.push(format!("workflow: round robin assigned {} <{}>", r.0, r.1));
-                        t.assigned = Some(r);
-                    }
-                    None => f.trace.push("workflow: round robin found no active member of the queue".to_string()),
-                },
-                None => {}
+            match (&effects.assign, assignee) {
+                (Some(Assign::RoundRobin), Some((_, name, email))) => {
+                    f.trace.push(format!("workflow: round robin assigned {name} <{email}>"));
+                    t.assigned = Some((name, email));
+                }
+                (Some(Assign::RoundRobin), None) => f.trace.push("workflow: round robin found no active member of the queue".to_string()),
+                (Some(Assign::Resource(_)), Some((_, name, email))) => t.assigned = Some((name, email)),
+                (Some(Assign::Resource(email)), None) => f.trace.push(format!("workflow: no active resource {email} to assign")),
+                (None, _) => {}
             }
             rule_mail = effects.notify;
         }

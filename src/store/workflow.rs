@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::Run;
+use super::{Fixed, Run, Value};
 use super::schema::*;
 use super::sqlfn::lower;
 use super::{AnyConnection, StoreFail};
@@ -27,42 +27,42 @@ pub struct TicketFacts {
     pub assigned: Option<(String, String)>,
 }
 
-/// Load a ticket with everything rules and templates read.
+/// Load a ticket with everything rules and templates read: the ticket with its company,
+/// contact and assigned resource in one query, then its additional contacts and its tags.
 pub fn ticket_facts(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketFacts>, StoreFail> {
-    type R = (i64, String, String, i64, i64, i64, Option<i64>, i64, Option<i64>, Option<i64>, Option<i64>, Option<NaiveDateTime>);
+    type R = (
+        (i64, String, String, i64, i64, i64, Option<i64>, i64, Option<i64>, Option<NaiveDateTime>),
+        Option<String>,
+        Option<(String, Option<String>)>,
+        Option<(String, String)>,
+    );
     let row: Option<R> = tickets::table
+        .left_join(companies::table.on(companies::id.nullable().eq(tickets::company_id)))
+        .left_join(contacts::table.on(contacts::id.nullable().eq(tickets::contact_id)))
+        .left_join(resources::table.on(resources::id.nullable().eq(tickets::assigned_resource_id)))
         .filter(tickets::id.eq(id))
         .select((
-            tickets::id,
-            tickets::number,
-            tickets::title,
-            tickets::queue_id,
-            tickets::priority_id,
-            tickets::status_id,
-            tickets::issue_type_id,
-            tickets::source_id,
-            tickets::company_id,
-            tickets::contact_id,
-            tickets::assigned_resource_id,
-            tickets::due_at,
+            (
+                tickets::id,
+                tickets::number,
+                tickets::title,
+                tickets::queue_id,
+                tickets::priority_id,
+                tickets::status_id,
+                tickets::issue_type_id,
+                tickets::source_id,
+                tickets::contact_id,
+                tickets::due_at,
+            ),
+            companies::name.nullable(),
+            (contacts::name, contacts::email1).nullable(),
+            (resources::name, resources::email).nullable(),
         ))
-        .first_on(conn)
+        .get_result_on(conn)
         .optional()?;
-    let Some((id, number, title, queue_id, priority_id, status_id, issue_type_id, source_id, company_id, contact_id, assigned_id, due_at)) = row
+    let Some(((id, number, title, queue_id, priority_id, status_id, issue_type_id, source_id, contact_id, due_at), company, contact, assigned)) = row
     else {
         return Ok(None);
-    };
-    let company = match company_id {
-        Some(c) => companies::table.filter(companies::id.eq(c)).select(companies::name).first_on::<String>(conn).optional()?,
-        None => None,
-    };
-    let contact = match contact_id {
-        Some(c) => contacts::table
-            .filter(contacts::id.eq(c))
-            .select((contacts::name, contacts::email1))
-            .first_on::<(String, Option<String>)>(conn)
-            .optional()?,
-        None => None,
     };
     let additional: Vec<String> = ticket_contacts::table
         .inner_join(contacts::table)
@@ -75,14 +75,6 @@ pub fn ticket_facts(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketFa
         .into_iter()
         .flatten()
         .collect();
-    let assigned = match assigned_id {
-        Some(r) => resources::table
-            .filter(resources::id.eq(r))
-            .select((resources::name, resources::email))
-            .first_on::<(String, String)>(conn)
-            .optional()?,
-        None => None,
-    };
     let tags: Vec<String> = ticket_tags::table
         .inner_join(tags::table)
         .filter(ticket_tags::ticket_id.eq(id))
@@ -101,18 +93,24 @@ pub fn ticket_facts(conn: &mut AnyConnection, id: i64) -> Result<Option<TicketFa
     }))
 }
 
-/// Write the fields workflow rules may change.
-pub fn write_state(conn: &mut AnyConnection, id: i64, s: &TicketState, now: NaiveDateTime) -> Result<(), StoreFail> {
-    diesel::update(tickets::table.filter(tickets::id.eq(id)))
-        .set((
-            tickets::queue_id.eq(s.queue_id),
-            tickets::priority_id.eq(s.priority_id),
-            tickets::status_id.eq(s.status_id),
-            tickets::issue_type_id.eq(s.issue_type_id),
-            tickets::due_at.eq(s.due_at),
-            tickets::updated_at.eq(now),
-        ))
-        .execute_on(conn)?;
+/// Write the fields workflow rules may change, and the assigned resource when one is given
+/// (one UPDATE: the ticket row, with its description, is rewritten once).
+pub fn write_state(conn: &mut AnyConnection, id: i64, s: &TicketState, assigned: Option<i64>, now: NaiveDateTime) -> Result<(), StoreFail> {
+    Fixed::<()>::new(
+        "UPDATE tickets SET queue_id = ?, priority_id = ?, status_id = ?, issue_type_id = ?, due_at = ?, \
+         assigned_resource_id = COALESCE(?, assigned_resource_id), updated_at = ? WHERE id = ?",
+        &[
+            Value::Int(s.queue_id),
+            Value::Int(s.priority_id),
+            Value::Int(s.status_id),
+            Value::OptInt(s.issue_type_id),
+            Value::OptTime(s.due_at),
+            Value::OptInt(assigned),
+            Value::Time(now),
+            Value::Int(id),
+        ],
+    )
+    .execute_on(conn)?;
     Ok(())
 }
 
@@ -143,23 +141,23 @@ pub fn add_ticket_tag(conn: &mut AnyConnection, ticket_id: i64, label: &str, ori
     Ok(())
 }
 
-/// Assign a ticket to the active resource with this address; returns (name, address), or None
-/// when there is no such active resource.
-pub fn assign_to(conn: &mut AnyConnection, ticket_id: i64, email: &str, now: NaiveDateTime) -> Result<Option<(String, String)>, StoreFail> {
-    let r: Option<(i64, String, String)> = resources::table
+/// A resource for a ticket: (id, name, address).
+pub type Assignee = (i64, String, String);
+
+/// The active resource with this address, to assign a ticket to; None when there is none.
+pub fn active_resource(conn: &mut AnyConnection, email: &str) -> Result<Option<Assignee>, StoreFail> {
+    Ok(resources::table
         .filter(lower(resources::email).eq(lower(email.trim())))
         .filter(resources::active.eq(true))
         .select((resources::id, resources::name, resources::email))
         .first_on(conn)
-        .optional()?;
-    let Some((id, name, email)) = r else { return Ok(None) };
-    set_assigned(conn, ticket_id, id, now)?;
-    Ok(Some((name, email)))
+        .optional()?)
 }
 
 /// Round robin: the queue's active member assigned least recently (never assigned first, then
-/// by id) gets the ticket; returns (name, address), or None when the queue has no active member.
-pub fn assign_round_robin(conn: &mut AnyConnection, ticket_id: i64, queue_id: i64, now: NaiveDateTime) -> Result<Option<(String, String)>, StoreFail> {
+/// by id) is the one to get the ticket, and is marked as assigned now; None when the queue has
+/// no active member.
+pub fn next_in_round_robin(conn: &mut AnyConnection, queue_id: i64, now: NaiveDateTime) -> Result<Option<Assignee>, StoreFail> {
     let members: Vec<(i64, Option<NaiveDateTime>, String, String)> = queue_members::table
         .inner_join(resources::table)
         .filter(queue_members::queue_id.eq(queue_id))
@@ -169,18 +167,12 @@ pub fn assign_round_robin(conn: &mut AnyConnection, ticket_id: i64, queue_id: i6
     let Some((id, _, name, email)) = members.into_iter().min_by_key(|(id, at, _, _)| (at.is_some(), *at, *id)) else {
         return Ok(None);
     };
-    diesel::update(queue_members::table.filter(queue_members::queue_id.eq(queue_id)).filter(queue_members::resource_id.eq(id)))
-        .set(queue_members::last_assigned_at.eq(Some(now)))
-        .execute_on(conn)?;
-    set_assigned(conn, ticket_id, id, now)?;
-    Ok(Some((name, email)))
-}
-
-fn set_assigned(conn: &mut AnyConnection, ticket_id: i64, resource_id: i64, now: NaiveDateTime) -> Result<(), StoreFail> {
-    diesel::update(tickets::table.filter(tickets::id.eq(ticket_id)))
-        .set((tickets::assigned_resource_id.eq(Some(resource_id)), tickets::updated_at.eq(now)))
-        .execute_on(conn)?;
-    Ok(())
+    Fixed::<()>::new(
+        "UPDATE queue_members SET last_assigned_at = ? WHERE queue_id = ? AND resource_id = ?",
+        &[Value::Time(now), Value::Int(queue_id), Value::Int(id)],
+    )
+    .execute_on(conn)?;
+    Ok(Some((id, name, email)))
 }
 
 /// Addresses of a queue's active members.
