@@ -22,6 +22,23 @@ pub struct Options {
     pub smtp_refuses: bool,
 }
 
+/// A message handed to the writer ([`Engine::hand_over`]): its outcomes, once committed.
+pub enum Pending {
+    Ready(Result<Vec<Outcome>>),
+    Waiting(tokio::sync::oneshot::Receiver<Result<Vec<Outcome>>>),
+}
+
+impl Pending {
+    pub async fn outcomes(self) -> Result<Vec<Outcome>> {
+        match self {
+            Pending::Ready(r) => r,
+            Pending::Waiting(rx) => rx
+                .await
+                .unwrap_or_else(|_| Err(crate::error::Error::Internal("the writer stopped before answering".into()))),
+        }
+    }
+}
+
 /// A message made ready for the database: parsed, scoped, keyed. Pure work, done outside any
 /// transaction so that several prepared messages can share one commit.
 #[derive(Debug)]
@@ -139,16 +156,20 @@ impl Engine {
         self.process_owned(envelope.clone(), raw.to_vec(), opts)
     }
 
-    /// `process` for async callers (the milter): the message is prepared on the calling
-    /// (blocking-pool) thread by the caller, and the commit is awaited without holding a thread.
-    pub async fn commit_prepared(&self, prepared: Prepared) -> Result<Vec<Outcome>> {
+    /// `process` for async callers (the milter), in two halves: called on the thread that
+    /// prepared the message (a blocking-pool thread), this hands it straight to the writer, and
+    /// the caller awaits the returned [`Pending`] without holding a thread. Going from the
+    /// preparing thread to the writer directly, rather than back through the runtime, saves
+    /// one thread wake-up per message.
+    pub fn hand_over(&self, prepared: Prepared) -> Pending {
         if prepared.targets.is_empty() {
-            return Ok(vec![not_ours(&prepared.envelope)]);
+            return Pending::Ready(Ok(vec![not_ours(&prepared.envelope)]));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.writer.enqueue(prepared, writer::Reply::Task(tx))?;
-        rx.await
-            .unwrap_or_else(|_| Err(crate::error::Error::Internal("the writer stopped before answering".into())))
+        match self.writer.enqueue(prepared, writer::Reply::Task(tx)) {
+            Ok(()) => Pending::Waiting(rx),
+            Err(e) => Pending::Ready(Err(e)),
+        }
     }
 
     /// `process` for callers that can hand over the message (no copy).
@@ -356,24 +377,44 @@ pub fn not_ours(envelope: &Envelope) -> Outcome {
 /// another connection or host) rolls back the savepoint and decides again, which then sees the
 /// earlier record and answers `duplicate`.
 pub fn write_prepared(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outcome>> {
+    write_each(conn, p, true)
+}
+
+/// `write_prepared` without savepoints, for a message that is alone in its transaction: every
+/// page a statement changes inside a savepoint is first copied to SQLite's sub-journal, and
+/// the savepoint statements themselves are compiled each time. Any failure (a unique-key
+/// conflict or a panic included) is returned at once; the caller rolls the transaction back
+/// and writes the message again with `write_prepared`.
+pub fn write_prepared_alone(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outcome>> {
+    write_each(conn, p, false)
+}
+
+fn write_each(conn: &mut AnyConnection, p: &Prepared, savepoints: bool) -> Result<Vec<Outcome>> {
     let settings = &p.snapshot.settings;
     let local = settings.time_zone.local(p.envelope.received_at);
     let day = local.format("%Y%m%d").to_string();
     let now = p.envelope.received_at.naive_utc();
     let raw = settings.keep_raw_messages.then_some(p.raw.as_slice());
+    // A panic becomes an error of this message only (after its savepoint, or the whole
+    // transaction, is rolled back): the writer goes on with the other messages.
+    let guarded = |c: &mut AnyConnection, i: usize| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_target(c, p, i, &day, now, raw))).unwrap_or_else(|panic| {
+            Err(store::StoreFail::Other(crate::error::Error::Internal(format!(
+                "processing panicked: {}",
+                crate::error::panic_text(&*panic)
+            ))))
+        })
+    };
     let mut outcomes = Vec::with_capacity(p.targets.len());
     for i in 0..p.targets.len() {
+        if !savepoints {
+            outcomes.push(guarded(conn, i)?);
+            continue;
+        }
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
-            let result = store::savepoint(conn, |c| {
-                // A panic becomes an error of this message only, after its savepoint is rolled
-                // back (the writer's transaction goes on for the other messages of its batch).
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_target(c, p, i, &day, now, raw))).unwrap_or_else(
-                    |panic| Err(store::StoreFail::Other(crate::error::Error::Internal(format!("processing panicked: {}", crate::error::panic_text(&*panic))))),
-                )
-            });
-            match result {
+            match store::savepoint(conn, |c| guarded(c, i)) {
                 Ok(o) => break o,
                 Err(e) if e.is_unique_violation() && attempt < 3 => continue,
                 Err(e) => return Err(e.into()),

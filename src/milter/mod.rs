@@ -329,20 +329,17 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         let deadline = Duration::from_secs(settings.eom_timeout);
         // A refusal answered with 5xx/4xx tells the sender already; no failure notice by mail.
         let refuses = matches!(policies.on_unknown_sender, Policy::Reject | Policy::Tempfail);
-        // Parsing runs on the blocking pool; the database work on the engine's writer, whose
-        // commit is awaited here without a thread held for it.
+        // Parsing runs on the blocking pool, which hands the message to the engine's writer;
+        // the commit is awaited here without a thread held for it.
         let log_envelope = envelope.clone();
         let work = async move {
-            let prepared = tokio::task::spawn_blocking({
-                let engine = engine.clone();
-                move || {
-                    let mut p = engine.prepare(envelope, raw);
-                    p.options.smtp_refuses = refuses;
-                    p
-                }
+            let pending = tokio::task::spawn_blocking(move || {
+                let mut p = engine.prepare(envelope, raw);
+                p.options.smtp_refuses = refuses;
+                engine.hand_over(p)
             })
             .await?;
-            Ok::<_, tokio::task::JoinError>((engine.commit_prepared(prepared).await, log_envelope))
+            Ok::<_, tokio::task::JoinError>((pending.outcomes().await, log_envelope))
         };
         let failure = match tokio::time::timeout(deadline, work).await {
             Ok(Ok((Ok(outcomes), envelope))) => {
