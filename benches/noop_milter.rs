@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use indymilter::{Callbacks, Status};
 use ticketmilter::milter::socket::{SocketSpec, UnixPerms, bind};
 
-#[tokio::main]
+// One thread for the protocol, as ticketmilter runs it (`milter::run_daemon`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let spec = std::env::args().nth(1).unwrap_or_else(|| "inet:127.0.0.1:8898".to_string());
     let add_header = std::env::args().any(|a| a == "--add-header");

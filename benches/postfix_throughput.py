@@ -25,7 +25,7 @@ import tempfile
 import time
 
 from benchlib import ROOT, free_port, wait_port
-TM = os.path.join(ROOT, "target/release/ticketmilter")
+TM = os.environ.get("TICKETMILTER_BIN", os.path.join(ROOT, "target/release/ticketmilter"))
 NOOP = os.path.join(ROOT, "target/release/examples/noop-milter")
 
 
@@ -177,10 +177,12 @@ def main():
         tick = os.sysconf("SC_CLK_TCK")
         def cpu_seconds(pid):
             fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / tick
+            return int(fields[11]) / tick, int(fields[12]) / tick
         total = 100 + args.messages * args.rounds
         for label, proc in (("no-op milter", procs[1]), ("ticketmilter", procs[2])):
-            print("CPU of the %s: %.1f s, %.2f ms per message" % (label, cpu_seconds(proc.pid), cpu_seconds(proc.pid) * 1000 / total))
+            user, system = cpu_seconds(proc.pid)
+            print("CPU of the %s: %.1f s, %.2f ms per message (user %.2f, system %.2f)"
+                  % (label, user + system, (user + system) * 1000 / total, user * 1000 / total, system * 1000 / total))
         expected = (100 + args.messages * args.rounds)
         out = subprocess.run([TM, "--config", cfg, "--database", db, "ticket", "list", "--limit", "1000000"],
                              capture_output=True, text=True, timeout=120).stdout
