@@ -173,6 +173,11 @@ def main():
         a, b, c = (med[n] for n, _ in setups)
         print("ratio b/a (protocol cost)          %.2f" % (b / a))
         print("ratio c/b (conversion vs no-op)    %.2f" % (c / b))
+        # Each round's (b) and (c) run back to back; their ratio is less exposed to the
+        # machine's drift over the whole run than the ratio of the medians.
+        per_round = [rc / rb for rb, rc in zip(rates[setups[1][0]], rates[setups[2][0]])]
+        print("ratio c/b per round                %s (median %.2f)"
+              % (", ".join("%.2f" % x for x in per_round), statistics.median(per_round)))
         print("ratio c/a                          %.2f" % (c / a))
         tick = os.sysconf("SC_CLK_TCK")
         def cpu_seconds(pid):
