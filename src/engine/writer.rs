@@ -124,13 +124,7 @@ fn commit(store: &Store, batch: &[Job]) -> Vec<Result<Vec<Outcome>>> {
         work = started.elapsed();
         Ok(())
     });
-    // Where the writer's time goes: statements, then the commit with its flush.
-    tracing::debug!(
-        "writer: {} message(s) in one transaction, statements {} µs, commit {} µs",
-        batch.len(),
-        work.as_micros(),
-        (started.elapsed() - work).as_micros()
-    );
+    log_transaction(batch.len(), started, work);
     match committed {
         Ok(()) => results,
         Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
@@ -155,12 +149,18 @@ fn commit_alone(store: &Store, p: &Prepared) -> Option<Result<Vec<Outcome>>> {
     if write_failed {
         return None;
     }
+    log_transaction(1, started, work);
+    Some(committed)
+}
+
+/// Where the writer's time goes: the statements (`work`, from `started`), then the commit with
+/// its flush.
+fn log_transaction(messages: usize, started: std::time::Instant, work: std::time::Duration) {
     tracing::debug!(
-        "writer: 1 message(s) in one transaction, statements {} µs, commit {} µs",
+        "writer: {messages} message(s) in one transaction, statements {} µs, commit {} µs",
         work.as_micros(),
         (started.elapsed() - work).as_micros()
     );
-    Some(committed)
 }
 
 /// One message. `write_prepared` writes each of its mailboxes in a savepoint (a failure or a

@@ -44,6 +44,8 @@ pub struct Analysis {
     /// forwarded text). Found here, once per message, so that the decision — which runs in
     /// the database writer — only copies them.
     pub text_tags: Vec<crate::model::TagRef>,
+    /// The title a new ticket made from this message gets ([`ticket_title`]).
+    pub title: String,
 }
 
 /// A customer's mail forwarded by staff with the forward marker.
@@ -88,6 +90,7 @@ pub fn analyse(inbound: &Inbound, raw: &[u8], envelope: &Envelope, snapshot: &Sn
     let title = ticket_title(&inbound.subject, envelope.received_at, snapshot);
     let text_tags = snapshot.tags.find(&[&title, &text], snapshot.settings.max_tags);
     Analysis {
+        title,
         text_tags,
         indicators: indicators::find(&text),
         alert,
@@ -988,7 +991,7 @@ impl<'a> Decision<'a> {
         }
         let status_id = r.status_id.unwrap_or(m.status_id);
 
-        let title = ticket_title(&i.inbound.subject, i.envelope.received_at, i.snapshot);
+        let title = i.analysis.title.clone();
         let (description, found) = match &i.analysis.forward {
             Some(f) if forwarded => (f.text.clone(), None),
             _ => (i.analysis.text.clone(), Some(i.analysis.text_tags.as_slice())),
