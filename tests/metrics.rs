@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use indymilter_test::{Status, TestConnection};
 
 use common::daemon::Daemon;
-use common::{TestDb, binary};
+use common::{TestDb, binary, mta};
 
 const SUPPORT: &str = "support@msp.example";
 const ALERTS: &str = "alerts@msp.example";
@@ -125,6 +125,7 @@ impl Mail {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Data,
+    Header,
     Eoh,
     Body,
     Eom,
@@ -136,7 +137,7 @@ fn going_on(s: &Status) -> bool {
 
 async fn open(addr: SocketAddr) -> TestConnection {
     let mut c = TestConnection::configure().read_timeout(TIMEOUT).write_timeout(TIMEOUT).open_tcp(addr).await.expect("negotiate");
-    assert_eq!(c.connect("client.example", [192, 0, 2, 10]).await.expect("connect"), Status::Continue);
+    assert_eq!(mta::connect(&mut c, "client.example", [192, 0, 2, 10]).await.expect("connect"), Status::Continue);
     c
 }
 
@@ -148,15 +149,17 @@ async fn send(addr: SocketAddr, m: &Mail) -> (Stage, Status) {
         for r in &m.rcpts {
             assert_eq!(c.rcpt([r.as_str()]).await.unwrap(), Status::Continue);
         }
-        let st = c.data().await.unwrap();
+        let st = mta::data(&mut c).await.unwrap();
         if !going_on(&st) {
             return (Stage::Data, st);
         }
         for (name, value) in &m.headers {
             let st = c.header(name.as_str(), CString::new(value.as_str()).unwrap()).await.unwrap();
-            assert!(going_on(&st), "{name}: {st:?}");
+            if !going_on(&st) {
+                return (Stage::Header, st);
+            }
         }
-        let st = c.eoh().await.unwrap();
+        let st = mta::eoh(&mut c).await.unwrap();
         if !going_on(&st) {
             return (Stage::Eoh, st);
         }
@@ -240,7 +243,7 @@ fn the_endpoint_counts_what_the_milter_answered() {
         assert_eq!(send(addr, &converted).await, (Stage::Eom, Status::Accept));
         assert_eq!(send(addr, &converted).await, (Stage::Eom, Status::Accept), "the duplicate");
         let unrelated = Mail::new(ALICE, &[OUTSIDER], "Lunch?", "metrics-2@example.com");
-        assert_eq!(send(addr, &unrelated).await, (Stage::Data, Status::Accept));
+        assert_eq!(send(addr, &unrelated).await, (Stage::Header, Status::Accept), "the fast path, at the first header");
         let refused = Mail::new(UNKNOWN, &[ALERTS], "[ALERT] Disk C: below 5%", "metrics-3@monitor.unknown.example");
         let (stage, status) = send(addr, &refused).await;
         assert_eq!(stage, Stage::Eom);

@@ -18,7 +18,7 @@ use indymilter_test::{
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use common::TestDb;
+use common::{TestDb, mta};
 use ticketmilter::Engine;
 use ticketmilter::config::{MilterConfig, Policy};
 use ticketmilter::milter::socket::{MilterListener, SocketSpec, UnixPerms, bind};
@@ -89,7 +89,7 @@ impl Milter {
             Addr::Tcp(a) => b.open_tcp(*a).await.expect("negotiate"),
             Addr::Unix(p) => b.open_unix(p).await.expect("negotiate"),
         };
-        let st = c.connect("client.example", [192, 0, 2, 10]).await.expect("connect");
+        let st = mta::connect(&mut c, "client.example", [192, 0, 2, 10]).await.expect("connect");
         assert_eq!(st, Status::Continue);
         c
     }
@@ -279,7 +279,7 @@ async fn send(c: &mut TestConnection, m: &Mail) -> Answer {
         let st = c.rcpt([r.as_str()]).await.unwrap();
         assert_eq!(st, Status::Continue, "RCPT {r}");
     }
-    if m.data {
+    if m.data && !c.negotiated_opts().contains(ProtoOpts::NO_DATA) {
         let st = c.data().await.unwrap();
         if !ok(st.clone()) {
             return done(Stage::Data, st);
@@ -292,7 +292,7 @@ async fn send(c: &mut TestConnection, m: &Mail) -> Answer {
             return done(Stage::Header, st);
         }
     }
-    let st = c.eoh().await.unwrap();
+    let st = mta::eoh(c).await.unwrap();
     if !ok(st.clone()) {
         return done(Stage::Eoh, st);
     }
@@ -585,13 +585,16 @@ async fn after_conversion_discard_only_when_every_recipient_is_a_converted_mailb
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mail_for_nobody_of_ours_is_accepted_at_data_before_headers_and_body() {
+async fn mail_for_nobody_of_ours_is_accepted_at_the_first_header_before_the_body() {
     let m = Milter::start(cfg()).await;
     let mut c = m.conn().await;
+    // The MTA may skip connect, DATA and end of header: the milter asks it to.
+    let skipped = ProtoOpts::NO_CONNECT | ProtoOpts::NO_DATA | ProtoOpts::NO_EOH;
+    assert!(c.negotiated_opts().contains(skipped), "{:?}", c.negotiated_opts());
     // old@ is an inactive mailbox: not ours either. Upper case and +detail do not matter here.
     let mail = Mail::new(ALICE, &[OUTSIDER, "old@msp.example", "carol@example.com"], "not for us", "fast-1@example.com");
     let a = send(&mut c, &mail).await;
-    assert_eq!((a.stage, &a.status), (Stage::Data, &Status::Accept), "accepted at DATA: {a:?}");
+    assert_eq!((a.stage, &a.status), (Stage::Header, &Status::Accept), "accepted at the first header: {a:?}");
     // The connection goes on: the next message (for support@, in upper case with +detail) converts.
     let mail = Mail::new(ALICE, &["Support+urgent@MSP.example"], "after the fast path", "fast-2@example.com");
     let a = send(&mut c, &mail).await;
@@ -599,18 +602,47 @@ async fn mail_for_nobody_of_ours_is_accepted_at_data_before_headers_and_body() {
     a.number(SUPPORT, "created");
     c.close().await.unwrap();
     assert_eq!(m.db.count("SELECT count(*) AS n FROM processed_messages"), 1, "the first message left no trace");
+    // The client address came with the `{client_addr}` macro, there being no connect step.
+    assert_eq!(m.db.count("SELECT count(*) AS n FROM processed_messages WHERE client_addr = '192.0.2.10'"), 1);
     m.shutdown().await;
 }
 
+/// An MTA that cannot skip steps gets each one answered: the fast path at DATA (or, without a
+/// DATA step, at end of header), the client address from the connect step, the message rebuilt
+/// with the end-of-header step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_data_step_the_fast_path_answers_at_end_of_header() {
+async fn an_mta_that_cannot_skip_steps_gets_the_fast_path_at_data_and_converts_alike() {
     let m = Milter::start(cfg()).await;
-    let mut c = m.conn().await;
+    let mut c = m.conn_with(TestConnection::configure().available_opts(mta::without_skips())).await;
+    assert!(!c.negotiated_opts().intersects(ProtoOpts::NO_CONNECT | ProtoOpts::NO_DATA | ProtoOpts::NO_EOH));
+    let a = send(&mut c, &Mail::new(ALICE, &[OUTSIDER], "not for us", "fast-4@example.com")).await;
+    assert_eq!((a.stage, &a.status), (Stage::Data, &Status::Accept), "accepted at DATA: {a:?}");
     let mut mail = Mail::new(ALICE, &[OUTSIDER], "no DATA step", "fast-3@example.com");
     mail.data = false;
     let a = send(&mut c, &mail).await;
-    assert_eq!((a.stage, &a.status), (Stage::Eoh, &Status::Accept), "accepted at EOH, body never read: {a:?}");
+    assert_eq!((a.stage, &a.status), (Stage::Header, &Status::Accept), "accepted at the first header: {a:?}");
+    let a = send(&mut c, &Mail::new(ALICE, &[SUPPORT], "every step", "steps-1@example.com").body("line one\r\nline two\r\n")).await;
+    assert_eq!((a.stage, &a.status), (Stage::Eom, &Status::Accept), "{a:?}");
+    a.number(SUPPORT, "created");
     c.close().await.unwrap();
+    assert_eq!(m.db.count("SELECT count(*) AS n FROM processed_messages WHERE client_addr = '192.0.2.10'"), 1);
+    let body = text(&m.db, "SELECT description AS t FROM tickets WHERE title = 'every step'");
+    assert!(body.contains("line one") && body.contains("line two"), "{body:?}");
+    m.shutdown().await;
+}
+
+/// With the end of header negotiated away, a message without a body still has its header
+/// ended: it converts with an empty description.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_without_a_body_converts_without_an_end_of_header_step() {
+    let m = Milter::start(cfg()).await;
+    let mut c = m.conn().await;
+    assert!(c.negotiated_opts().contains(ProtoOpts::NO_EOH));
+    let a = send(&mut c, &Mail::new(ALICE, &[SUPPORT], "header only", "no-body@example.com").body("")).await;
+    assert_eq!((a.stage, &a.status), (Stage::Eom, &Status::Accept), "{a:?}");
+    a.number(SUPPORT, "created");
+    c.close().await.unwrap();
+    assert_eq!(m.db.count("SELECT count(*) AS n FROM tickets WHERE title = 'header only'"), 1);
     m.shutdown().await;
 }
 
@@ -691,29 +723,29 @@ fn many_headers(mail: Mail, n: usize) -> Mail {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headers_alone_over_the_limit_are_answered_at_end_of_header() {
+async fn headers_alone_over_the_limit_are_answered_at_the_header_that_passes_it() {
     let m = Milter::start(MilterConfig { max_message_size: LIMIT, ..cfg() }).await;
     let a = send_one(&m, &many_headers(Mail::new(ALICE, &[SUPPORT], "header flood", "hdr-big@example.com"), 200)).await;
-    assert_eq!(a.stage, Stage::Eoh, "{a:?}");
+    assert_eq!(a.stage, Stage::Header, "{a:?}");
     assert!(a.reply().starts_with("552 5.3.4 "), "{a:?}");
     m.shutdown().await;
 }
 
-/// With on_too_large = quarantine and headers over the limit, end of header answers Continue
+/// With on_too_large = quarantine and headers over the limit, the headers are answered Continue
 /// (libmilter allows Skip only from the body callback); the body callback then skips and end of
 /// message quarantines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headers_over_the_limit_with_quarantine_continue_at_end_of_header() {
+async fn headers_over_the_limit_with_quarantine_continue_to_end_of_message() {
     let m = Milter::start(MilterConfig { max_message_size: LIMIT, on_too_large: Policy::Quarantine, ..cfg() }).await;
     let mut c = m.conn().await;
     let mail = many_headers(Mail::new(ALICE, &[SUPPORT], "header flood", "hdr-q@example.com"), 200);
     c.mail([mail.from.as_str()]).await.unwrap();
     c.rcpt([mail.rcpts[0].as_str()]).await.unwrap();
-    c.data().await.unwrap();
+    mta::data(&mut c).await.unwrap();
     for (n, v) in &mail.headers {
-        c.header(n.as_str(), CString::new(v.clone()).unwrap()).await.unwrap();
+        assert_eq!(c.header(n.as_str(), CString::new(v.clone()).unwrap()).await.unwrap(), Status::Continue);
     }
-    assert_eq!(c.eoh().await.unwrap(), Status::Continue);
+    assert_eq!(mta::eoh(&mut c).await.unwrap(), Status::Continue);
     let (actions, status) = c.eom().await.unwrap();
     assert_eq!(status, Status::Accept);
     assert!(actions.has_quarantine(indymilter_test::any()));
@@ -896,9 +928,9 @@ async fn an_aborted_message_leaves_nothing_behind_and_the_next_one_converts() {
     c.mail([format!("<{UNKNOWN}>")]).await.unwrap();
     c.rcpt([format!("<{ALERTS}>")]).await.unwrap();
     c.rcpt([format!("<{OUTSIDER}>")]).await.unwrap();
-    c.data().await.unwrap();
+    mta::data(&mut c).await.unwrap();
     c.header("Subject", "aborted").await.unwrap();
-    c.eoh().await.unwrap();
+    mta::eoh(&mut c).await.unwrap();
     assert_eq!(c.body("half a bo").await.unwrap(), Status::Continue);
     c.abort().await.unwrap();
     // … then a message whose envelope must not inherit anything from it.

@@ -17,6 +17,9 @@
 //! fails.
 
 mod pg;
+#[path = "common/mta.rs"]
+#[allow(dead_code)]
+mod mta;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CString;
@@ -383,7 +386,7 @@ async fn open(port: u16) -> Result<TestConnection, String> {
         .open_tcp(("127.0.0.1", port))
         .await
         .map_err(|e| format!("open 127.0.0.1:{port}: {e}"))?;
-    let st = c.connect("mx.client.example", [192, 0, 2, 10]).await.map_err(|e| format!("connect: {e}"))?;
+    let st = mta::connect(&mut c, "mx.client.example", [192, 0, 2, 10]).await.map_err(|e| format!("connect: {e}"))?;
     if st != Status::Continue {
         return Err(format!("connect answered {st:?}"));
     }
@@ -403,7 +406,7 @@ async fn send(c: &mut TestConnection, m: &Mail) -> Result<Answer, String> {
             return early(st);
         }
     }
-    let st = c.data().await.map_err(|e| format!("DATA: {e}"))?;
+    let st = mta::data(c).await.map_err(|e| format!("DATA: {e}"))?;
     if !proceed(&st) {
         return early(st);
     }
@@ -414,7 +417,7 @@ async fn send(c: &mut TestConnection, m: &Mail) -> Result<Answer, String> {
             return early(st);
         }
     }
-    let st = c.eoh().await.map_err(|e| format!("EOH: {e}"))?;
+    let st = mta::eoh(c).await.map_err(|e| format!("EOH: {e}"))?;
     if !proceed(&st) {
         return early(st);
     }

@@ -26,6 +26,10 @@ pub struct Session {
     pub ours: bool,
     /// The message went over the size limit; its bytes were dropped.
     pub too_large: bool,
+    /// The blank line after the header is in `raw` (the end of the header is seen at the
+    /// end-of-header step, or — when that step is negotiated away — at the first body chunk or
+    /// at end of message).
+    pub header_done: bool,
     /// When the MAIL command came.
     pub started: Option<Instant>,
 }
@@ -39,6 +43,7 @@ impl Session {
         self.raw = Vec::new();
         self.ours = false;
         self.too_large = false;
+        self.header_done = false;
         self.started = None;
     }
 
@@ -62,9 +67,13 @@ impl Session {
         self.raw.extend_from_slice(b"\r\n");
     }
 
-    /// The blank line between header and body.
+    /// The blank line between header and body, once (nothing once the message is over the
+    /// limit).
     pub fn end_of_header(&mut self) {
-        self.raw.extend_from_slice(b"\r\n");
+        if !self.header_done && !self.too_large {
+            self.raw.extend_from_slice(b"\r\n");
+            self.header_done = true;
+        }
     }
 
     /// Append a body chunk unless that would pass `limit`; returns false when over the limit
@@ -92,6 +101,17 @@ impl Session {
     }
 }
 
+/// The SMTP client's address from the `{client_addr}` macro: Postfix writes an IPv6 address
+/// bare, Sendmail with an `IPv6:` prefix; anything else (`unknown`, a name) is no address.
+pub fn client_address(value: &str) -> Option<IpAddr> {
+    let v = value.trim();
+    let v = match v.get(..5) {
+        Some(p) if p.eq_ignore_ascii_case("ipv6:") => &v[5..],
+        _ => v,
+    };
+    v.trim_start_matches('[').trim_end_matches(']').parse().ok()
+}
+
 /// An address without angle brackets (and without ESMTP parameters that some MTAs append).
 pub fn bare_address(arg: &str) -> String {
     let a = arg.trim();
@@ -109,6 +129,7 @@ mod tests {
         s.push_header(b"Subject", b"a long\n\tfolded subject");
         s.push_header(b"X-8bit", b"Gr\xfc\xdfe");
         s.end_of_header();
+        s.end_of_header();
         assert_eq!(s.raw, b"Subject: a long\r\n\tfolded subject\r\nX-8bit: Gr\xfc\xdfe\r\n\r\n");
         let mut s = Session { leading_space: true, ..Session::default() };
         s.push_header(b"Subject", b" kept\r\n more");
@@ -122,6 +143,17 @@ mod tests {
         assert!(!s.push_body(b"123456", 10));
         assert!(s.too_large && s.raw.is_empty());
         assert!(!s.push_body(b"1", 10));
+    }
+
+    #[test]
+    fn client_addresses_come_from_the_macro_in_either_spelling() {
+        assert_eq!(client_address("192.0.2.10"), Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(client_address("2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(client_address("IPv6:2001:db8::1"), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(client_address("ipv6:::1"), Some("::1".parse().unwrap()));
+        assert_eq!(client_address("[192.0.2.10]"), Some("192.0.2.10".parse().unwrap()));
+        assert_eq!(client_address("unknown"), None);
+        assert_eq!(client_address(""), None);
     }
 
     #[test]

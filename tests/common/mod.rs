@@ -12,6 +12,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod mta;
 #[path = "../pg/mod.rs"]
 pub mod pg;
 
