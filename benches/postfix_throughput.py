@@ -12,6 +12,7 @@ made exactly one ticket per message.
 Needs root (private Postfix), postfix (smtp-source, smtp-sink) and release builds:
   cargo build --release && cargo build --release --example noop-milter
   python3 benches/postfix_throughput.py [--messages 2000] [--sessions 16] [--size 4096] [--rounds 3]
+                                        [--compare OTHER_TICKETMILTER_BINARY]
 """
 
 import argparse
@@ -114,6 +115,9 @@ def main():
     ap.add_argument("--sessions", type=int, default=16)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare", metavar="BINARY",
+                    help="also run (d): another ticketmilter build (e.g. of an older revision) in each round, "
+                         "right after (c), for a side-by-side comparison")
     args = ap.parse_args()
     for b in (TM, NOOP):
         if not os.path.exists(b):
@@ -133,26 +137,33 @@ def main():
         noop_port = free_port()
         procs.append(subprocess.Popen([NOOP, "inet:127.0.0.1:%d" % noop_port, "--add-header"], stderr=subprocess.DEVNULL))
         wait_port(noop_port)
-        db = os.path.join(base, "tm.db")
-        cfg = os.path.join(base, "tm.toml")
-        with open(cfg, "w") as f:
-            f.write("[log]\nlevel = \"%s\"\n" % os.environ.get("TM_LOG", "warn"))
-        run([TM, "--config", cfg, "--database", db, "load", os.path.join(ROOT, "conf/example.sql")], capture_output=True)
-        # smtp-source sends the same sender and subject every time: without this, every message
-        # after the first would be a duplicate (appended as a note) or held by the loop guard.
-        # Each message is to become its own ticket.
-        for key, value in (("duplicate_criteria", "none"), ("loop_max", "0")):
-            run([TM, "--config", cfg, "--database", db, "setting", "set", key, value], capture_output=True)
-        tm_port = free_port()
-        procs.append(subprocess.Popen([TM, "--config", cfg, "--database", db, "run", "--socket", "inet:127.0.0.1:%d" % tm_port],
-                                      stderr=open(os.path.join(base, "tm.log"), "w")))
-        wait_port(tm_port)
-        setups = [("a: no milter", None), ("b: no-op milter", noop_port), ("c: ticketmilter", tm_port)]
+        def start_ticketmilter(binary, tag):
+            db = os.path.join(base, "%s.db" % tag)
+            cfg = os.path.join(base, "%s.toml" % tag)
+            with open(cfg, "w") as f:
+                f.write("[log]\nlevel = \"%s\"\n" % os.environ.get("TM_LOG", "warn"))
+            run([binary, "--config", cfg, "--database", db, "load", os.path.join(ROOT, "conf/example.sql")], capture_output=True)
+            # smtp-source sends the same sender and subject every time: without this, every message
+            # after the first would be a duplicate (appended as a note) or held by the loop guard.
+            # Each message is to become its own ticket.
+            for key, value in (("duplicate_criteria", "none"), ("loop_max", "0")):
+                run([binary, "--config", cfg, "--database", db, "setting", "set", key, value], capture_output=True)
+            port = free_port()
+            procs.append(subprocess.Popen([binary, "--config", cfg, "--database", db, "run", "--socket", "inet:127.0.0.1:%d" % port],
+                                          stderr=open(os.path.join(base, "%s.log" % tag), "w")))
+            wait_port(port)
+            return (binary, cfg, db, procs[-1], port)
+
+        tms = {"c: ticketmilter": start_ticketmilter(TM, "tm")}
+        setups = [("a: no milter", None), ("b: no-op milter", noop_port), ("c: ticketmilter", tms["c: ticketmilter"][4])]
+        if args.compare:
+            tms["d: compared"] = start_ticketmilter(args.compare, "tm-compared")
+            setups.append(("d: compared", tms["d: compared"][4]))
         for i, (name, milter) in enumerate(setups):
             instances.append((name, Postfix(base, "pf%d" % i, free_port(), sink_port, milter)))
 
         if os.environ.get("PROFILE_TM"):
-            open(os.environ["PROFILE_TM"], "w").write(str(procs[2].pid))
+            open(os.environ["PROFILE_TM"], "w").write(str(tms["c: ticketmilter"][3].pid))
         # Warm-up (process start-up, caches), not measured.
         for name, pf in instances:
             source(pf.port, 100, args.sessions, args.size)
@@ -170,30 +181,39 @@ def main():
         print("messages %d x %d rounds, %d sessions, %d-byte bodies" % (args.messages, args.rounds, args.sessions, args.size))
         for n, m in med.items():
             print("median %-16s %8.1f msg/s   (runs: %s)" % (n, m, ", ".join("%.1f" % x for x in rates[n])))
-        a, b, c = (med[n] for n, _ in setups)
+        a, b, c = (med[n] for n, _ in setups[:3])
         print("ratio b/a (protocol cost)          %.2f" % (b / a))
         print("ratio c/b (conversion vs no-op)    %.2f" % (c / b))
         # Each round's (b) and (c) run back to back; their ratio is less exposed to the
         # machine's drift over the whole run than the ratio of the medians.
-        per_round = [rc / rb for rb, rc in zip(rates[setups[1][0]], rates[setups[2][0]])]
-        print("ratio c/b per round                %s (median %.2f)"
-              % (", ".join("%.2f" % x for x in per_round), statistics.median(per_round)))
+        def per_round(x, y):
+            r = [ry / rx for rx, ry in zip(rates[x], rates[y])]
+            return "%s (median %.2f)" % (", ".join("%.2f" % v for v in r), statistics.median(r))
+        print("ratio c/b per round                %s" % per_round(setups[1][0], setups[2][0]))
         print("ratio c/a                          %.2f" % (c / a))
+        if args.compare:
+            d = med["d: compared"]
+            print("ratio d/b                          %.2f   (d: %s)" % (d / b, args.compare))
+            print("ratio d/b per round                %s" % per_round(setups[1][0], "d: compared"))
+            print("ratio c/d per round                %s" % per_round("d: compared", setups[2][0]))
         tick = os.sysconf("SC_CLK_TCK")
         def cpu_seconds(pid):
             fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
             return int(fields[11]) / tick, int(fields[12]) / tick
         total = 100 + args.messages * args.rounds
-        for label, proc in (("no-op milter", procs[1]), ("ticketmilter", procs[2])):
+        for label, proc in [("no-op milter", procs[1])] + [(n[3:], t[3]) for n, t in tms.items()]:
             user, system = cpu_seconds(proc.pid)
             print("CPU of the %s: %.1f s, %.2f ms per message (user %.2f, system %.2f)"
                   % (label, user + system, (user + system) * 1000 / total, user * 1000 / total, system * 1000 / total))
         expected = (100 + args.messages * args.rounds)
-        out = subprocess.run([TM, "--config", cfg, "--database", db, "ticket", "list", "--limit", "1000000"],
-                             capture_output=True, text=True, timeout=120).stdout
-        tickets = max(0, len(out.splitlines()) - 1)
-        print("tickets made by (c): %d for %d messages%s" % (tickets, expected, "" if tickets == expected else "  <-- MISMATCH"))
-        if tickets != expected:
+        mismatch = False
+        for name, (binary, cfg, db, _, _) in tms.items():
+            out = subprocess.run([binary, "--config", cfg, "--database", db, "ticket", "list", "--limit", "1000000"],
+                                 capture_output=True, text=True, timeout=120).stdout
+            tickets = max(0, len(out.splitlines()) - 1)
+            mismatch |= tickets != expected
+            print("tickets made by (%s): %d for %d messages%s" % (name[0], tickets, expected, "" if tickets == expected else "  <-- MISMATCH"))
+        if mismatch:
             sys.exit(1)
     finally:
         for _, pf in instances:

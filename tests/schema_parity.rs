@@ -633,7 +633,8 @@ fn down_migrations_remove_everything_and_up_again_gives_the_same_schema() {
     let first = read_schema(&mut pg_conn(&pair.pg_url));
     let mut pgc = pg::connect(&pair.pg_url);
     let reverted = pgc.revert_all_migrations(store::POSTGRES_MIGRATIONS).unwrap_or_else(|e| panic!("PostgreSQL down.sql failed: {e}"));
-    assert_eq!(reverted.len(), 4);
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/postgres")).unwrap().count();
+    assert_eq!(reverted.len(), migrations);
     let mut sqc = SqliteConnection::establish(&pair.sqlite_path).unwrap();
     sqc.revert_all_migrations(store::SQLITE_MIGRATIONS).unwrap_or_else(|e| panic!("SQLite down.sql failed: {e}"));
     let mut pgdb = Db::Pg(pgc);
@@ -792,6 +793,7 @@ fn concurrent_migrations_on_postgres_apply_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let total: usize = applied.iter().map(Vec::len).sum();
-    assert_eq!(total, 4, "each of the 4 migrations applied by exactly one caller: {applied:?}");
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/postgres")).unwrap().count();
+    assert_eq!(total, migrations, "each of the {migrations} migrations applied by exactly one caller: {applied:?}");
     pg::drop_database(&url);
 }

@@ -261,27 +261,28 @@ pub fn recent_by_sender_subject(
     Ok(row.map(ticket_ref))
 }
 
+/// Open tickets of a mailbox whose `column` (alert or external id) is `key`, newest first (the
+/// indexes `tickets_alert` and `tickets_external` serve it).
+macro_rules! open_by_id_query {
+    ($column:expr, $mailbox_id:expr, $key:expr) => {
+        ticket_ref_query!()
+            .filter(tickets::mailbox_id.eq($mailbox_id))
+            .filter($column.eq($key))
+            .filter(statuses::is_complete.eq(false))
+            .order(tickets::id.desc())
+            .limit(20)
+    };
+}
+
 /// Open tickets of a mailbox carrying this alert id (or external id), newest first.
 pub fn open_by_alert(conn: &mut AnyConnection, mailbox_id: i64, alert_id: Option<&str>, external_id: Option<&str>) -> Result<Vec<(TicketRef, &'static str)>> {
     let mut out = Vec::new();
     if let Some(a) = alert_id {
-        let rows: Vec<TicketRow> = ticket_ref_query!()
-            .filter(tickets::mailbox_id.eq(mailbox_id))
-            .filter(tickets::alert_id.eq(index_key(a)))
-            .filter(statuses::is_complete.eq(false))
-            .order(tickets::id.desc())
-            .limit(20)
-            .load_on(conn)?;
+        let rows: Vec<TicketRow> = open_by_id_query!(tickets::alert_id, mailbox_id, index_key(a)).load_on(conn)?;
         out.extend(rows.into_iter().map(|r| (ticket_ref(r), "alert_id")));
     }
     if let Some(x) = external_id {
-        let rows: Vec<TicketRow> = ticket_ref_query!()
-            .filter(tickets::mailbox_id.eq(mailbox_id))
-            .filter(tickets::external_id.eq(index_key(x)))
-            .filter(statuses::is_complete.eq(false))
-            .order(tickets::id.desc())
-            .limit(20)
-            .load_on(conn)?;
+        let rows: Vec<TicketRow> = open_by_id_query!(tickets::external_id, mailbox_id, index_key(x)).load_on(conn)?;
         out.extend(rows.into_iter().map(|r| (ticket_ref(r), "external_id")));
     }
     Ok(out)
@@ -540,4 +541,36 @@ pub fn list(conn: &mut AnyConnection, limit: i64) -> Result<Vec<(String, String,
             tickets::created_at,
         ))
         .load_on(conn)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreOptions};
+
+    #[derive(QueryableByName)]
+    struct PlanStep {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// An alert looks up open tickets by mailbox and alert id (or external id): through the
+    /// index, not by reading every ticket.
+    #[test]
+    fn open_tickets_by_alert_or_external_id_are_found_through_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite:{}", dir.path().join("t.db").display()), StoreOptions::default()).unwrap();
+        store.migrate().unwrap();
+        let key = "disk-c".to_string();
+        let queries = [
+            ("tickets_alert", diesel::debug_query::<diesel::sqlite::Sqlite, _>(&open_by_id_query!(tickets::alert_id, 1i64, &key)).to_string()),
+            ("tickets_external", diesel::debug_query::<diesel::sqlite::Sqlite, _>(&open_by_id_query!(tickets::external_id, 1i64, &key)).to_string()),
+        ];
+        for (index, sql) in queries {
+            let sql = sql.split(" -- binds:").next().unwrap().to_string();
+            let plan: Vec<PlanStep> = store.read(|c| Ok(diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(c)?)).unwrap();
+            let plan: Vec<String> = plan.into_iter().map(|p| p.detail).collect();
+            assert!(plan.iter().any(|d| d.contains(&format!("SEARCH tickets USING INDEX {index}"))), "{sql}\n{plan:#?}");
+        }
+    }
 }
