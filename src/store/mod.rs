@@ -349,6 +349,44 @@ pub mod sqlfn {
     }
 }
 
+/// Query plans of SQLite for tests: that a lookup on a table which grows with the mail is served
+/// by an index.
+#[cfg(test)]
+pub(crate) mod plans {
+    use super::{Store, StoreOptions};
+    use diesel::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanStep {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// A migrated SQLite store in a temporary directory.
+    pub fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&format!("sqlite:{}", dir.path().join("t.db").display()), StoreOptions::default()).unwrap();
+        store.migrate().unwrap();
+        (dir, store)
+    }
+
+    /// SQLite's plan of a statement as `diesel::debug_query` prints it (binds as `?`).
+    pub fn of(store: &Store, debug_sql: &str) -> Vec<String> {
+        let sql = debug_sql.split(" -- binds:").next().unwrap();
+        let steps: Vec<PlanStep> = store.read(|c| Ok(diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(c)?)).unwrap();
+        steps.into_iter().map(|s| s.detail).collect()
+    }
+
+    /// Assert that the statement searches `table` through `index`.
+    pub fn assert_uses(store: &Store, debug_sql: &str, table: &str, index: &str) {
+        let plan = of(store, debug_sql);
+        assert!(
+            plan.iter().any(|d| d.starts_with(&format!("SEARCH {table} USING")) && d.contains(&format!("INDEX {index} "))),
+            "{debug_sql}\n{plan:#?}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

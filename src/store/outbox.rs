@@ -216,10 +216,18 @@ pub fn mark_failed(conn: &mut AnyConnection, id: i64, error: &str) -> Result<()>
     Ok(())
 }
 
+/// `message_id <> ''`, the condition of the partial unique index `outbox_message_id`, written out
+/// literally beside `message_id = ?`: a planner uses a partial index only when the query states
+/// its condition (a bound value proves nothing to a plan made before binding), and without the
+/// index each lookup by Message-ID reads the whole outbox.
+fn has_message_id() -> diesel::expression::SqlLiteral<diesel::sql_types::Bool> {
+    diesel::dsl::sql::<diesel::sql_types::Bool>("message_id <> ''")
+}
+
 /// A bounce came back for one of our notifications: mark it failed with the bounce's reason.
 /// Returns whether a row carried that Message-ID.
 pub fn fail_by_message_id(conn: &mut AnyConnection, message_id: &str, reason: &str) -> Result<bool, StoreFail> {
-    let n = diesel::update(outbox::table.filter(outbox::message_id.eq(message_id)))
+    let n = diesel::update(outbox::table.filter(outbox::message_id.eq(message_id)).filter(has_message_id()))
         .set((outbox::status.eq("failed"), outbox::claimed_until.eq(None::<NaiveDateTime>), outbox::last_error.eq(Some(reason))))
         .execute_on(conn)?;
     Ok(n > 0)
@@ -306,6 +314,27 @@ pub fn counts(conn: &mut AnyConnection) -> Result<(i64, i64)> {
 /// Whether a notification with this Message-ID is queued already (failure notices of a message
 /// retried by the MTA are queued once).
 pub fn exists_message_id(conn: &mut AnyConnection, message_id: &str) -> Result<bool, StoreFail> {
-    let n: i64 = outbox::table.filter(outbox::message_id.eq(message_id)).count().get_result_on(conn)?;
+    let n: i64 = outbox::table.filter(outbox::message_id.eq(message_id)).filter(has_message_id()).count().get_result_on(conn)?;
     Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::plans;
+
+    /// Bounces and repeated failure notices find their outbox row by Message-ID through the
+    /// index, not by reading the whole outbox.
+    #[test]
+    fn rows_are_found_by_message_id_through_the_index() {
+        let (_dir, store) = plans::store();
+        let exists = outbox::table.filter(outbox::message_id.eq("m@x")).filter(has_message_id()).count();
+        plans::assert_uses(&store, &diesel::debug_query::<diesel::sqlite::Sqlite, _>(&exists).to_string(), "outbox", "outbox_message_id");
+        let fail = diesel::update(outbox::table.filter(outbox::message_id.eq("m@x")).filter(has_message_id()))
+            .set(outbox::status.eq("failed"));
+        plans::assert_uses(&store, &diesel::debug_query::<diesel::sqlite::Sqlite, _>(&fail).to_string(), "outbox", "outbox_message_id");
+        // Without the literal condition, SQLite reads every row.
+        let plain = outbox::table.filter(outbox::message_id.eq("m@x")).count();
+        assert!(plans::of(&store, &diesel::debug_query::<diesel::sqlite::Sqlite, _>(&plain).to_string()).iter().any(|d| d.starts_with("SCAN outbox")));
+    }
 }

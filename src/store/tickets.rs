@@ -546,31 +546,17 @@ pub fn list(conn: &mut AnyConnection, limit: i64) -> Result<Vec<(String, String,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Store, StoreOptions};
-
-    #[derive(QueryableByName)]
-    struct PlanStep {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
-    }
+    use crate::store::plans;
 
     /// An alert looks up open tickets by mailbox and alert id (or external id): through the
     /// index, not by reading every ticket.
     #[test]
     fn open_tickets_by_alert_or_external_id_are_found_through_an_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite:{}", dir.path().join("t.db").display()), StoreOptions::default()).unwrap();
-        store.migrate().unwrap();
+        let (_dir, store) = plans::store();
         let key = "disk-c".to_string();
-        let queries = [
-            ("tickets_alert", diesel::debug_query::<diesel::sqlite::Sqlite, _>(&open_by_id_query!(tickets::alert_id, 1i64, &key)).to_string()),
-            ("tickets_external", diesel::debug_query::<diesel::sqlite::Sqlite, _>(&open_by_id_query!(tickets::external_id, 1i64, &key)).to_string()),
-        ];
-        for (index, sql) in queries {
-            let sql = sql.split(" -- binds:").next().unwrap().to_string();
-            let plan: Vec<PlanStep> = store.read(|c| Ok(diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(c)?)).unwrap();
-            let plan: Vec<String> = plan.into_iter().map(|p| p.detail).collect();
-            assert!(plan.iter().any(|d| d.contains(&format!("SEARCH tickets USING INDEX {index}"))), "{sql}\n{plan:#?}");
-        }
+        let alert = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&open_by_id_query!(tickets::alert_id, 1i64, &key)).to_string();
+        plans::assert_uses(&store, &alert, "tickets", "tickets_alert");
+        let external = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&open_by_id_query!(tickets::external_id, 1i64, &key)).to_string();
+        plans::assert_uses(&store, &external, "tickets", "tickets_external");
     }
 }
