@@ -17,8 +17,9 @@
 //! SQLite flushes the database file only at the end of a checkpoint that copied the whole WAL —
 //! beside a writer that never pauses, that is the locked one, which then had to flush every page
 //! the copies before it had written (≈ 16 MB: 20–30 ms here, with every writer waiting). So the
-//! thread flushes the database file itself after each copy, beside the writers, and the locked
-//! checkpoint is left the few pages it copies. It does so through SQLite's own descriptor of the
+//! thread flushes the database file itself as the copies go (each time a quarter of a restart's
+//! worth of frames has been copied, and once more before it takes the lock), beside the
+//! writers, and the locked checkpoint is left the few pages it copies. It does so through SQLite's own descriptor of the
 //! file: opening the file a second time and closing it would drop the process's POSIX locks on
 //! it (and with them SQLite's guarantee that another process does not delete the WAL).
 
@@ -90,6 +91,8 @@ struct Connection {
     db: *mut ffi::sqlite3,
     /// SQLite's descriptor of the database file (never closed here), when it could be found.
     file: Option<RawFd>,
+    /// Frames of the current WAL copied when the database file was last flushed.
+    flushed_at: i32,
 }
 
 impl Connection {
@@ -98,7 +101,7 @@ impl Connection {
         let mut db: *mut ffi::sqlite3 = std::ptr::null_mut();
         // SAFETY: a valid C string and out-pointer; the handle is closed in Drop (also on error).
         let rc = unsafe { ffi::sqlite3_open_v2(c_path.as_ptr(), &mut db, ffi::SQLITE_OPEN_READWRITE, std::ptr::null()) };
-        let mut conn = Connection { db, file: None };
+        let mut conn = Connection { db, file: None, flushed_at: 0 };
         if rc != ffi::SQLITE_OK {
             return Err(conn.error());
         }
@@ -233,10 +236,13 @@ fn run(path: String, opts: ConnOptions, write_lock: Arc<Mutex<()>>, restart_fram
 /// transaction starts the WAL over.
 fn step(c: &mut Connection, write_lock: &Mutex<()>, restart_frames: i32) -> std::result::Result<(), String> {
     let first = c.passive()?;
-    // Flushed at each look, the database file's writes are spread out instead of coming in one
-    // burst that also delays the writers' own flushes. (With nothing written there is nothing
-    // to flush, and the flush costs no disk time.)
-    c.flush_database();
+    // Flushed as it goes (each time a good part of a restart's worth has been copied), the
+    // database file's writes are spread out instead of coming in one burst that also delays
+    // the writers' own flushes.
+    if first.checkpointed - c.flushed_at >= restart_frames / 4 || first.checkpointed < c.flushed_at {
+        c.flush_database();
+        c.flushed_at = first.checkpointed;
+    }
     if first.log < restart_frames {
         return Ok(());
     }
@@ -249,6 +255,7 @@ fn step(c: &mut Connection, write_lock: &Mutex<()>, restart_frames: i32) -> std:
         let locked = Instant::now();
         (c.passive()?, locked)
     };
+    c.flushed_at = last.checkpointed;
     tracing::debug!(
         "WAL checkpoint: {} frames, {} copied with writers running, the rest in {} µs with writers waiting (after {} µs of copying and flushing and the lock){}",
         last.log,
