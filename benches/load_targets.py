@@ -82,6 +82,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sustained", type=int, default=0, metavar="N",
+                    help="messages of the open-loop run at 1,000 msg/s (default: --messages); "
+                         "10000 sustains the rate long enough for several WAL restarts")
     args = ap.parse_args()
     for b in (TM, NOOP, LOAD):
         if not os.path.exists(b):
@@ -109,7 +112,8 @@ def main():
                 tag = "r%d-%s-open" % (r, kind)
                 d = Daemon(kind, work, tag)
                 try:
-                    f = load(d, tag, 32, args.messages, ["--rate", "1000"])
+                    load(d, tag + "-warm", 32, 300)
+                    f = load(d, tag, 32, args.sustained or args.messages, ["--rate", "1000"])
                 finally:
                     d.stop()
                 key = "%s open 1000/s" % kind
