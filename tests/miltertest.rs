@@ -193,9 +193,11 @@ fn lua_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lua")
 }
 
-/// Run `miltertest -s script` with `-D name=value` definitions, under a deadline.
+/// Run `miltertest -s script` with `-D name=value` definitions (and `common`, the path of the
+/// scripts' shared tests/lua/common.lua), under a deadline.
 fn miltertest(script: &Path, defs: &[(&str, String)], work: &Path) -> Output {
     let mut cmd = Command::new("miltertest");
+    cmd.arg("-D").arg(format!("common={}", lua_dir().join("common.lua").display()));
     for (k, v) in defs {
         cmd.arg("-D").arg(format!("{k}={v}"));
     }
