@@ -279,8 +279,8 @@ async fn send(c: &mut TestConnection, m: &Mail) -> Answer {
         let st = c.rcpt([r.as_str()]).await.unwrap();
         assert_eq!(st, Status::Continue, "RCPT {r}");
     }
-    if m.data && !c.negotiated_opts().contains(ProtoOpts::NO_DATA) {
-        let st = c.data().await.unwrap();
+    if m.data {
+        let st = mta::data(c).await.unwrap();
         if !ok(st.clone()) {
             return done(Stage::Data, st);
         }

@@ -105,11 +105,12 @@ fn scope(shared: &Shared, session: &mut Session) -> bool {
 /// The fast path: at the first step that comes after the last recipient (DATA, the first
 /// header, end of header or the first body chunk — whichever the MTA sends), a message without a
 /// mailbox among its recipients is accepted before anything more of it is read.
-fn fast_path(shared: &Shared, qid: &str, session: &mut Session) -> Option<Status> {
+/// (The queue id is looked up only then: this runs for every header and body chunk.)
+fn fast_path(shared: &Shared, macros: &indymilter::Macros, session: &mut Session) -> Option<Status> {
     if scope(shared, session) {
         return None;
     }
-    debug!("{qid}: no mailbox among the recipients; accepted without reading the message");
+    debug!("{}: no mailbox among the recipients; accepted without reading the message", queue_id(macros));
     metrics::global().fast_path_accept();
     session.reset_message();
     Some(Status::Accept)
@@ -218,14 +219,14 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
             let shared = s_data.clone();
             Box::pin(async move {
                 let session = cx.data.get_or_insert_with(Session::default);
-                fast_path(&shared, &queue_id(&cx.macros), session).unwrap_or(Status::Continue)
+                fast_path(&shared, &cx.macros, session).unwrap_or(Status::Continue)
             })
         })
         .on_header(move |cx, name, value| {
             let shared = s_header.clone();
             Box::pin(async move {
                 let session = cx.data.get_or_insert_with(Session::default);
-                if let Some(accept) = fast_path(&shared, &queue_id(&cx.macros), session) {
+                if let Some(accept) = fast_path(&shared, &cx.macros, session) {
                     return accept;
                 }
                 if session.too_large {
@@ -247,7 +248,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
             let shared = s_eoh.clone();
             Box::pin(async move {
                 let session = cx.data.get_or_insert_with(Session::default);
-                if let Some(accept) = fast_path(&shared, &queue_id(&cx.macros), session) {
+                if let Some(accept) = fast_path(&shared, &cx.macros, session) {
                     return accept;
                 }
                 session.end_of_header();
@@ -257,9 +258,8 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
         .on_body(move |cx, chunk| {
             let shared = s_body.clone();
             Box::pin(async move {
-                let qid = queue_id(&cx.macros);
                 let session = cx.data.get_or_insert_with(Session::default);
-                if let Some(accept) = fast_path(&shared, &qid, session) {
+                if let Some(accept) = fast_path(&shared, &cx.macros, session) {
                     return accept;
                 }
                 let settings = shared.settings();
@@ -271,7 +271,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                 if was_over {
                     return if session.skip { Status::Skip } else { Status::Continue };
                 }
-                too_large(&shared, &qid, &settings, session, &mut cx.reply)
+                too_large(&shared, &queue_id(&cx.macros), &settings, session, &mut cx.reply)
             })
         })
         .on_eom(move |cx| {
@@ -318,7 +318,7 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
     let Some(session) = cx.data.as_mut() else {
         return Status::Continue;
     };
-    if let Some(accept) = fast_path(shared, &qid, session) {
+    if let Some(accept) = fast_path(shared, &cx.macros, session) {
         return accept;
     }
     // A message without a body: the end of the header is seen only now.

@@ -259,7 +259,7 @@ fn step(c: &mut Connection, write_lock: &Mutex<()>, restart_frames: i32) -> std:
     tracing::debug!(
         "WAL checkpoint: {} frames, {} copied with writers running, the rest in {} µs with writers waiting (after {} µs of copying and flushing and the lock){}",
         last.log,
-        second.checkpointed.max(first.checkpointed),
+        second.checkpointed,
         locked.elapsed().as_micros(),
         (locked - started).as_micros(),
         if last.busy || last.checkpointed < last.log { " (a reader holds the WAL: not started over)" } else { "" }

@@ -355,6 +355,8 @@ pub mod sqlfn {
 pub(crate) mod plans {
     use super::{Store, StoreOptions};
     use diesel::RunQueryDsl;
+    use diesel::query_builder::QueryFragment;
+    use diesel::sqlite::Sqlite;
 
     #[derive(diesel::QueryableByName)]
     struct PlanStep {
@@ -370,19 +372,21 @@ pub(crate) mod plans {
         (dir, store)
     }
 
-    /// SQLite's plan of a statement as `diesel::debug_query` prints it (binds as `?`).
-    pub fn of(store: &Store, debug_sql: &str) -> Vec<String> {
-        let sql = debug_sql.split(" -- binds:").next().unwrap();
+    /// SQLite's plan of a statement (its SQL as diesel writes it, binds as `?`).
+    pub fn of<Q: QueryFragment<Sqlite>>(store: &Store, query: &Q) -> Vec<String> {
+        let sql = diesel::debug_query::<Sqlite, _>(query).to_string();
+        let sql = sql.split(" -- binds:").next().unwrap();
         let steps: Vec<PlanStep> = store.read(|c| Ok(diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load(c)?)).unwrap();
         steps.into_iter().map(|s| s.detail).collect()
     }
 
     /// Assert that the statement searches `table` through `index`.
-    pub fn assert_uses(store: &Store, debug_sql: &str, table: &str, index: &str) {
-        let plan = of(store, debug_sql);
+    pub fn assert_uses<Q: QueryFragment<Sqlite>>(store: &Store, query: &Q, table: &str, index: &str) {
+        let plan = of(store, query);
         assert!(
             plan.iter().any(|d| d.starts_with(&format!("SEARCH {table} USING")) && d.contains(&format!("INDEX {index} "))),
-            "{debug_sql}\n{plan:#?}"
+            "{}\n{plan:#?}",
+            diesel::debug_query::<Sqlite, _>(query)
         );
     }
 }

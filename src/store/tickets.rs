@@ -554,9 +554,7 @@ mod tests {
     fn open_tickets_by_alert_or_external_id_are_found_through_an_index() {
         let (_dir, store) = plans::store();
         let key = "disk-c".to_string();
-        let alert = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&open_by_id_query!(tickets::alert_id, 1i64, &key)).to_string();
-        plans::assert_uses(&store, &alert, "tickets", "tickets_alert");
-        let external = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&open_by_id_query!(tickets::external_id, 1i64, &key)).to_string();
-        plans::assert_uses(&store, &external, "tickets", "tickets_external");
+        plans::assert_uses(&store, &open_by_id_query!(tickets::alert_id, 1i64, &key), "tickets", "tickets_alert");
+        plans::assert_uses(&store, &open_by_id_query!(tickets::external_id, 1i64, &key), "tickets", "tickets_external");
     }
 }
