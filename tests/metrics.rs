@@ -145,9 +145,9 @@ async fn open(addr: SocketAddr) -> TestConnection {
 async fn send(addr: SocketAddr, m: &Mail) -> (Stage, Status) {
     let mut c = open(addr).await;
     let answer = async {
-        assert_eq!(c.mail([m.from.as_str()]).await.unwrap(), Status::Continue);
+        assert_eq!(mta::mail(&mut c, &m.from).await.unwrap(), Status::Continue);
         for r in &m.rcpts {
-            assert_eq!(c.rcpt([r.as_str()]).await.unwrap(), Status::Continue);
+            assert_eq!(mta::rcpt(&mut c, r).await.unwrap(), Status::Continue);
         }
         let st = mta::data(&mut c).await.unwrap();
         if !going_on(&st) {

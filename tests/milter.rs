@@ -273,10 +273,10 @@ async fn send(c: &mut TestConnection, m: &Mail) -> Answer {
     if let Qid::AtMail(q) = m.qid {
         c.macros(MacroStage::Mail, [("i", q)]).await.unwrap();
     }
-    let st = c.mail([m.from.as_str()]).await.unwrap();
+    let st = mta::mail(c, &m.from).await.unwrap();
     assert_eq!(st, Status::Continue, "MAIL");
     for r in &m.rcpts {
-        let st = c.rcpt([r.as_str()]).await.unwrap();
+        let st = mta::rcpt(c, r).await.unwrap();
         assert_eq!(st, Status::Continue, "RCPT {r}");
     }
     if m.data {
@@ -588,8 +588,9 @@ async fn after_conversion_discard_only_when_every_recipient_is_a_converted_mailb
 async fn mail_for_nobody_of_ours_is_accepted_at_the_first_header_before_the_body() {
     let m = Milter::start(cfg()).await;
     let mut c = m.conn().await;
-    // The MTA may skip connect, DATA and end of header: the milter asks it to.
-    let skipped = ProtoOpts::NO_CONNECT | ProtoOpts::NO_DATA | ProtoOpts::NO_EOH;
+    // The MTA may skip connect, DATA and end of header, and take MAIL and RCPT unanswered: the
+    // milter asks it to.
+    let skipped = ProtoOpts::NO_CONNECT | ProtoOpts::NO_DATA | ProtoOpts::NO_EOH | ProtoOpts::NOREPLY_MAIL | ProtoOpts::NOREPLY_RCPT;
     assert!(c.negotiated_opts().contains(skipped), "{:?}", c.negotiated_opts());
     // old@ is an inactive mailbox: not ours either. Upper case and +detail do not matter here.
     let mail = Mail::new(ALICE, &[OUTSIDER, "old@msp.example", "carol@example.com"], "not for us", "fast-1@example.com");
@@ -607,14 +608,19 @@ async fn mail_for_nobody_of_ours_is_accepted_at_the_first_header_before_the_body
     m.shutdown().await;
 }
 
-/// An MTA that cannot skip steps gets each one answered: the fast path at DATA (or, without a
-/// DATA step, at end of header), the client address from the connect step, the message rebuilt
+/// An MTA that cannot skip steps (nor take MAIL and RCPT unanswered) gets each one answered: the
+/// fast path at DATA (or, without a DATA step, at end of header), the client address from the connect step, the message rebuilt
 /// with the end-of-header step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mta_that_cannot_skip_steps_gets_the_fast_path_at_data_and_converts_alike() {
     let m = Milter::start(cfg()).await;
     let mut c = m.conn_with(TestConnection::configure().available_opts(mta::without_skips())).await;
-    assert!(!c.negotiated_opts().intersects(ProtoOpts::NO_CONNECT | ProtoOpts::NO_DATA | ProtoOpts::NO_EOH));
+    assert!(!c.negotiated_opts().intersects(ProtoOpts::NO_CONNECT | ProtoOpts::NO_DATA | ProtoOpts::NO_EOH | ProtoOpts::NOREPLY_MAIL | ProtoOpts::NOREPLY_RCPT));
+    // MAIL and RCPT are answered.
+    c.macros(MacroStage::Mail, [("i", "ANSWERED")]).await.unwrap();
+    assert_eq!(c.mail(["<alice@example.com>"]).await.unwrap(), Status::Continue);
+    assert_eq!(c.rcpt([format!("<{OUTSIDER}>")]).await.unwrap(), Status::Continue);
+    c.abort().await.unwrap();
     let a = send(&mut c, &Mail::new(ALICE, &[OUTSIDER], "not for us", "fast-4@example.com")).await;
     assert_eq!((a.stage, &a.status), (Stage::Data, &Status::Accept), "accepted at DATA: {a:?}");
     let mut mail = Mail::new(ALICE, &[OUTSIDER], "no DATA step", "fast-3@example.com");
@@ -739,8 +745,8 @@ async fn headers_over_the_limit_with_quarantine_continue_to_end_of_message() {
     let m = Milter::start(MilterConfig { max_message_size: LIMIT, on_too_large: Policy::Quarantine, ..cfg() }).await;
     let mut c = m.conn().await;
     let mail = many_headers(Mail::new(ALICE, &[SUPPORT], "header flood", "hdr-q@example.com"), 200);
-    c.mail([mail.from.as_str()]).await.unwrap();
-    c.rcpt([mail.rcpts[0].as_str()]).await.unwrap();
+    mta::mail(&mut c, &mail.from).await.unwrap();
+    mta::rcpt(&mut c, &mail.rcpts[0]).await.unwrap();
     mta::data(&mut c).await.unwrap();
     for (n, v) in &mail.headers {
         assert_eq!(c.header(n.as_str(), CString::new(v.clone()).unwrap()).await.unwrap(), Status::Continue);
@@ -925,9 +931,9 @@ async fn an_aborted_message_leaves_nothing_behind_and_the_next_one_converts() {
     let mut c = m.conn().await;
     // Abort in the middle of the body of a message to alerts@ from an unknown sender …
     c.macros(MacroStage::Mail, [("i", "ABORTED1")]).await.unwrap();
-    c.mail([format!("<{UNKNOWN}>")]).await.unwrap();
-    c.rcpt([format!("<{ALERTS}>")]).await.unwrap();
-    c.rcpt([format!("<{OUTSIDER}>")]).await.unwrap();
+    mta::mail(&mut c, &format!("<{UNKNOWN}>")).await.unwrap();
+    mta::rcpt(&mut c, &format!("<{ALERTS}>")).await.unwrap();
+    mta::rcpt(&mut c, &format!("<{OUTSIDER}>")).await.unwrap();
     mta::data(&mut c).await.unwrap();
     c.header("Subject", "aborted").await.unwrap();
     mta::eoh(&mut c).await.unwrap();

@@ -405,8 +405,8 @@ async fn open(addr: SocketAddr) -> TestConnection {
 /// Envelope for alice -> support@, header fields, end of header; returns the EOH status.
 async fn start(c: &mut TestConnection, qid: &str, headers: &[(&str, Vec<u8>)]) -> Status {
     c.macros(MacroStage::Mail, [("i", qid)]).await.unwrap();
-    assert_eq!(c.mail(["<alice@example.com>"]).await.unwrap(), Status::Continue);
-    assert_eq!(c.rcpt(["<support@msp.example>"]).await.unwrap(), Status::Continue);
+    assert_eq!(mta::mail(c, "<alice@example.com>").await.unwrap(), Status::Continue);
+    assert_eq!(mta::rcpt(c, "<support@msp.example>").await.unwrap(), Status::Continue);
     assert_eq!(mta::data(c).await.unwrap(), Status::Continue);
     for (n, v) in headers {
         let st = c.header(*n, std::ffi::CString::new(v.clone()).unwrap()).await.unwrap();

@@ -396,12 +396,12 @@ async fn open(port: u16) -> Result<TestConnection, String> {
 /// Send one message the way an MTA does, stopping at the first answer that ends it.
 async fn send(c: &mut TestConnection, m: &Mail) -> Result<Answer, String> {
     let early = |status| Ok(Answer { eom: false, status, actions: Vec::new() });
-    let st = c.mail([m.from.as_str()]).await.map_err(|e| format!("MAIL: {e}"))?;
+    let st = mta::mail(c, &m.from).await.map_err(|e| format!("MAIL: {e}"))?;
     if !proceed(&st) {
         return early(st);
     }
     for r in &m.rcpts {
-        let st = c.rcpt([r.as_str()]).await.map_err(|e| format!("RCPT: {e}"))?;
+        let st = mta::rcpt(c, r).await.map_err(|e| format!("RCPT: {e}"))?;
         if !proceed(&st) {
             return early(st);
         }

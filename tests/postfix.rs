@@ -105,8 +105,10 @@ fn removed_mailbox_copy_is_relayed_only_to_the_others() {
 
     let mid = unique_id("remove");
     let subject = "VPN disconnects after the update";
-    let msg = message(ALICE, &format!("{SUPPORT}, {BOB}"), subject, &mid, &[], "The VPN drops after the update.");
-    let sent = env.send(ALICE, &[SUPPORT, BOB], &msg);
+    // The mailbox second: MAIL and RCPT go to the milter unanswered, and every recipient must
+    // still reach it before the header does.
+    let msg = message(ALICE, &format!("{BOB}, {SUPPORT}"), subject, &mid, &[], "The VPN drops after the update.");
+    let sent = env.send(ALICE, &[BOB, SUPPORT], &msg);
     let qid = sent.queued();
 
     let line = env.milter_line(&qid, SUPPORT);

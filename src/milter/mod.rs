@@ -175,6 +175,15 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                         cx.requested_opts |= opt;
                     }
                 }
+                // MAIL and RCPT are always answered "continue": when the MTA allows, they go
+                // unanswered, and Postfix writes them with the first header (or before it) instead
+                // of waiting for two answers. The socket acknowledges such packets at once
+                // (`socket::Framing`), so that the header behind them is not held back.
+                let quiet = ProtoOpts::NOREPLY_MAIL | ProtoOpts::NOREPLY_RCPT;
+                if opts.contains(quiet) {
+                    cx.requested_opts |= quiet;
+                    session.quiet_envelope = true;
+                }
                 let i = CString::new("i").expect("macro name");
                 cx.requested_macros.insert(MacroStage::Connect, CString::new("{client_addr}").expect("macro name"));
                 cx.requested_macros.insert(MacroStage::Mail, CString::new("i {auth_authen}").expect("macro names"));
@@ -203,7 +212,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                 session.sender = args.first().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default();
                 session.auth_user = auth;
                 session.started = Some(Instant::now());
-                Status::Continue
+                envelope_status(session)
             })
         })
         .on_rcpt(|cx, args| {
@@ -212,7 +221,7 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
                 if let Some(r) = args.first() {
                     session.rcpts.push(r.to_string_lossy().into_owned());
                 }
-                Status::Continue
+                envelope_status(session)
             })
         })
         .on_data(move |cx| {
@@ -287,6 +296,11 @@ pub fn callbacks(shared: Arc<Shared>) -> Callbacks<Session> {
             })
         })
         .on_close(|_cx| Box::pin(async { Status::Continue }))
+}
+
+/// The answer to MAIL and RCPT, which always let the message go on.
+fn envelope_status(session: &Session) -> Status {
+    if session.quiet_envelope { Status::Noreply } else { Status::Continue }
 }
 
 /// Answer a message over the size limit (early where the policy allows it).

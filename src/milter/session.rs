@@ -13,6 +13,8 @@ pub struct Session {
     pub leading_space: bool,
     /// The MTA accepts `Skip` from the body callback.
     pub skip: bool,
+    /// The MTA expects no answer to MAIL and RCPT (protocol options negotiated).
+    pub quiet_envelope: bool,
 
     /// `MAIL FROM` as given (with angle brackets, possibly with ESMTP parameters removed).
     pub sender: String,
