@@ -31,7 +31,7 @@ pub fn run(ctx: &Context, postfix_config: Option<&std::path::Path>) -> Result<i3
             }
         }
     }
-    check_socket(&ctx.config.milter.socket, &mut problems, &mut notes);
+    check_socket(&ctx.config.milter, SERVICE_UNITS, &mut problems, &mut notes);
     check_metrics(&ctx.config.metrics, &mut problems, &mut notes);
     super::postconf::check(&ctx.config.milter.socket, postfix_config, &mut problems, &mut notes);
     for n in &notes {
@@ -49,9 +49,38 @@ pub fn run(ctx: &Context, postfix_config: Option<&std::path::Path>) -> Result<i3
     }
 }
 
-/// Is the milter socket usable: already served (a running daemon), or free to bind?
-fn check_socket(spec: &str, problems: &mut Vec<String>, notes: &mut Vec<String>) {
+/// Where systemd looks for the service's unit, first match wins.
+const SERVICE_UNITS: &[&str] = &[
+    "/etc/systemd/system/ticketmilter.service",
+    "/run/systemd/system/ticketmilter.service",
+    "/usr/lib/systemd/system/ticketmilter.service",
+    "/lib/systemd/system/ticketmilter.service",
+];
+
+/// The directories systemd creates under /run when the service starts (`RuntimeDirectory=` of the
+/// first unit file found among `units`).
+fn runtime_directories(units: &[&str]) -> Vec<std::path::PathBuf> {
+    let Some(text) = units.iter().find_map(|u| std::fs::read_to_string(u).ok()) else {
+        return Vec::new();
+    };
+    let mut dirs = Vec::new();
+    for line in text.lines() {
+        if let Some(value) = line.trim().strip_prefix("RuntimeDirectory=") {
+            // An empty assignment resets the list, as in systemd.
+            if value.trim().is_empty() {
+                dirs.clear();
+            }
+            dirs.extend(value.split_whitespace().map(|d| std::path::Path::new("/run").join(d)));
+        }
+    }
+    dirs
+}
+
+/// Is the milter socket usable: already served (a running daemon), or free to bind? A unix
+/// socket's directory may be one systemd creates when the service starts; its group must exist.
+fn check_socket(milter: &crate::config::MilterConfig, units: &[&str], problems: &mut Vec<String>, notes: &mut Vec<String>) {
     use crate::milter::socket::SocketSpec;
+    let spec = milter.socket.as_str();
     let parsed = match SocketSpec::parse(spec) {
         Ok(s) => s,
         Err(e) => {
@@ -65,8 +94,20 @@ fn check_socket(spec: &str, problems: &mut Vec<String>, notes: &mut Vec<String>)
                 notes.push(format!("milter socket {spec} answers (a milter is running)"));
                 return;
             }
+            let group = milter.socket_group.trim();
+            if !group.is_empty() {
+                match crate::milter::socket::group_id(group) {
+                    Some(_) => notes.push(format!("milter socket group {group} exists")),
+                    None => problems.push(format!("milter.socket_group {group:?} does not exist (the socket could not be given to it)")),
+                }
+            }
             let dir = path.parent().unwrap_or(std::path::Path::new("/"));
-            if !dir.is_dir() {
+            if !dir.is_dir() && runtime_directories(units).iter().any(|d| d == dir) {
+                notes.push(format!(
+                    "milter socket {spec}: directory {} does not exist now; systemd creates it when the service starts (RuntimeDirectory=)",
+                    dir.display()
+                ));
+            } else if !dir.is_dir() {
                 problems.push(format!("milter socket {spec}: directory {} does not exist", dir.display()));
             } else if std::fs::metadata(dir).map(|m| m.permissions().readonly()).unwrap_or(true)
                 || tempfile_in(dir).is_err()
@@ -187,5 +228,54 @@ fn check_conf(rows: ConfRows, problems: &mut Vec<String>, notes: &mut Vec<String
     let trust = &snapshot.settings.trust;
     if trust.authserv_ids.is_empty() && trust.networks.is_empty() {
         notes.push("commands by mail (#T=) work only for SMTP-authenticated staff: no trusted_authserv_ids or trusted_networks are set".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MilterConfig;
+
+    fn unit(dir: &std::path::Path, text: &str) -> String {
+        let path = dir.join("ticketmilter.service");
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn runtime_directories_come_from_the_first_unit_found() {
+        let d = tempfile::tempdir().unwrap();
+        let u = unit(d.path(), "[Service]\nRuntimeDirectory=ticketmilter other\nRuntimeDirectoryMode=0755\n");
+        let missing = d.path().join("missing.service");
+        let units = [missing.to_str().unwrap(), u.as_str()];
+        assert_eq!(runtime_directories(&units), vec![std::path::PathBuf::from("/run/ticketmilter"), "/run/other".into()]);
+        let reset = unit(d.path(), "RuntimeDirectory=a\nRuntimeDirectory=\nRuntimeDirectory=b\n");
+        assert_eq!(runtime_directories(&[reset.as_str()]), vec![std::path::PathBuf::from("/run/b")]);
+        assert!(runtime_directories(&[missing.to_str().unwrap()]).is_empty());
+    }
+
+    #[test]
+    fn a_socket_directory_systemd_creates_is_no_problem_and_an_unknown_group_is() {
+        let d = tempfile::tempdir().unwrap();
+        let name = format!("tm-check-{}", std::process::id());
+        let u = unit(d.path(), &format!("RuntimeDirectory={name}\n"));
+        let milter = |socket: String, group: &str| MilterConfig { socket, socket_group: group.into(), ..MilterConfig::default() };
+        let (mut problems, mut notes) = (Vec::new(), Vec::new());
+        check_socket(&milter(format!("unix:/run/{name}/t.sock"), ""), &[u.as_str()], &mut problems, &mut notes);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(notes.iter().any(|n| n.contains("systemd creates it")), "{notes:?}");
+        // Without the unit, the missing directory is a problem.
+        let (mut problems, mut notes) = (Vec::new(), Vec::new());
+        check_socket(&milter(format!("unix:/run/{name}/t.sock"), ""), &[], &mut problems, &mut notes);
+        assert!(problems.iter().any(|p| p.contains("does not exist")), "{problems:?}");
+        // The socket group: an unknown one is a problem, a known one (by name or number) is not.
+        let sock = format!("unix:{}/t.sock", d.path().display());
+        let (mut problems, mut notes) = (Vec::new(), Vec::new());
+        check_socket(&milter(sock.clone(), "no-such-group-tm"), &[], &mut problems, &mut notes);
+        assert_eq!(problems, vec!["milter.socket_group \"no-such-group-tm\" does not exist (the socket could not be given to it)".to_string()]);
+        let (mut problems, mut notes) = (Vec::new(), Vec::new());
+        check_socket(&milter(sock, "0"), &[], &mut problems, &mut notes);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(notes.iter().any(|n| n == "milter socket group 0 exists"), "{notes:?}");
     }
 }
