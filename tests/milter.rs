@@ -609,8 +609,8 @@ async fn mail_for_nobody_of_ours_is_accepted_at_the_first_header_before_the_body
 }
 
 /// An MTA that cannot skip steps (nor take MAIL and RCPT unanswered) gets each one answered: the
-/// fast path at DATA (or, without a DATA step, at end of header), the client address from the connect step, the message rebuilt
-/// with the end-of-header step.
+/// fast path at DATA (or, without a DATA step, at end of header), the client address from the
+/// connect step, the message rebuilt with the end-of-header step.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mta_that_cannot_skip_steps_gets_the_fast_path_at_data_and_converts_alike() {
     let m = Milter::start(cfg()).await;

@@ -102,13 +102,15 @@ fn check_socket(milter: &crate::config::MilterConfig, units: &[&str], problems: 
                 }
             }
             let dir = path.parent().unwrap_or(std::path::Path::new("/"));
-            if !dir.is_dir() && runtime_directories(units).iter().any(|d| d == dir) {
-                notes.push(format!(
-                    "milter socket {spec}: directory {} does not exist now; systemd creates it when the service starts (RuntimeDirectory=)",
-                    dir.display()
-                ));
-            } else if !dir.is_dir() {
-                problems.push(format!("milter socket {spec}: directory {} does not exist", dir.display()));
+            if !dir.is_dir() {
+                if runtime_directories(units).iter().any(|d| d == dir) {
+                    notes.push(format!(
+                        "milter socket {spec}: directory {} does not exist now; systemd creates it when the service starts (RuntimeDirectory=)",
+                        dir.display()
+                    ));
+                } else {
+                    problems.push(format!("milter socket {spec}: directory {} does not exist", dir.display()));
+                }
             } else if std::fs::metadata(dir).map(|m| m.permissions().readonly()).unwrap_or(true)
                 || tempfile_in(dir).is_err()
             {

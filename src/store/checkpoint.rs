@@ -19,9 +19,10 @@
 //! the copies before it had written (≈ 16 MB: 20–30 ms here, with every writer waiting). So the
 //! thread flushes the database file itself as the copies go (each time a quarter of a restart's
 //! worth of frames has been copied, and once more before it takes the lock), beside the
-//! writers, and the locked checkpoint is left the few pages it copies. It does so through SQLite's own descriptor of the
-//! file: opening the file a second time and closing it would drop the process's POSIX locks on
-//! it (and with them SQLite's guarantee that another process does not delete the WAL).
+//! writers, and the locked checkpoint is left the few pages it copies. It does so through
+//! SQLite's own descriptor of the file: opening the file a second time and closing it would drop
+//! the process's POSIX locks on it (and with them SQLite's guarantee that another process does
+//! not delete the WAL).
 
 use libsqlite3_sys as ffi;
 use std::ffi::{CStr, CString, c_int, c_void};
@@ -269,6 +270,7 @@ fn step(c: &mut Connection, write_lock: &Mutex<()>, restart_frames: i32) -> std:
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::store::{Store, StoreOptions};
     use diesel::connection::SimpleConnection;
     use diesel::{QueryableByName, RunQueryDsl};
@@ -311,11 +313,6 @@ mod tests {
             "the WAL grew to {largest} bytes for ≈ 50 MB written: it was not started over"
         );
     }
-}
-
-#[cfg(test)]
-mod descriptor_tests {
-    use super::*;
 
     /// The thread finds SQLite's own descriptor of the database file (the extra flushes depend
     /// on it), and checkpoints through its connection report the WAL.
