@@ -310,6 +310,7 @@ impl Config {
             conn: ConnOptions {
                 busy_timeout: Duration::from_millis(self.database.busy_timeout_ms),
                 connect_timeout: Duration::from_secs(self.database.connect_timeout),
+                ..ConnOptions::default()
             },
             ..StoreOptions::default()
         }

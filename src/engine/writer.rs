@@ -1,5 +1,8 @@
 //! Group commit: one writer thread takes the prepared messages of concurrent callers and writes
-//! them in one transaction, a savepoint per message; each caller is answered after the commit.
+//! them in one transaction, a savepoint per message; each caller is answered once the commit is
+//! durable. On SQLite the commit returns before its flush, and a second thread flushes the WAL
+//! and then answers (`store::flush`): the writer goes on with the next group meanwhile, and one
+//! flush serves every group committed before it.
 
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -8,7 +11,7 @@ use std::thread::JoinHandle;
 use super::{Prepared, write_prepared, write_prepared_alone};
 use crate::error::{Error, Result};
 use crate::model::Outcome;
-use crate::store::{self, AnyConnection, Finish, Store};
+use crate::store::{self, AnyConnection, Committer, Finish, Store};
 
 /// Most messages in one transaction.
 const MAX_BATCH: usize = 256;
@@ -39,22 +42,48 @@ struct Job {
     reply: Reply,
 }
 
+/// A committed message's answer, waiting for the flush that makes its commit durable.
+type Answer = (Reply, Result<Vec<Outcome>>);
+
+/// Makes every commit before it durable (see `store::flush`).
+type Flush = Box<dyn FnMut() -> Result<()> + Send>;
+
 /// Handle on the writer thread; dropping it lets the thread finish what is queued and exit.
 pub struct Writer {
     queue: Mutex<Option<mpsc::Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The writer thread, then the flushing thread (when there is one).
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Writer {
     pub fn start(store: Store) -> Result<Writer> {
+        let (committer, wal) = store.committer()?;
+        Writer::start_with(committer, wal.map(|w| Box::new(move || w.flush()) as Flush))
+    }
+
+    /// The writer over `committer`; with `flush`, a second thread runs it after each group's
+    /// commit (and whatever was committed while the previous flush ran) and only then answers.
+    fn start_with(mut committer: Committer, flush: Option<Flush>) -> Result<Writer> {
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| Error::Internal(format!("cannot start the {name} thread: {e}")))
+        };
+        let mut threads = Vec::new();
+        let flushing = match flush {
+            Some(flush) => {
+                let (tx, rx) = mpsc::channel::<Vec<Answer>>();
+                threads.push(spawn("ticketmilter-flush", Box::new(move || flush_and_answer(flush, rx)))?);
+                Some(tx)
+            }
+            None => None,
+        };
         let (tx, rx) = mpsc::channel::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("ticketmilter-writer".into())
-            .spawn(move || run(store, rx))
-            .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
+        threads.insert(0, spawn("ticketmilter-writer", Box::new(move || run(&mut committer, flushing, rx)))?);
         Ok(Writer {
             queue: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(threads),
         })
     }
 
@@ -80,13 +109,14 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        // The writer finishes the queue and, ending, lets the flushing thread finish its own.
+        for t in self.threads.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             let _ = t.join();
         }
     }
 }
 
-fn run(store: Store, rx: mpsc::Receiver<Job>) {
+fn run(committer: &mut Committer, flushing: Option<mpsc::Sender<Vec<Answer>>>, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut bytes = first.prepared.raw.len();
         let mut batch = vec![first];
@@ -99,25 +129,53 @@ fn run(store: Store, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let results = commit(&store, &batch);
-        for (job, result) in batch.into_iter().zip(results) {
-            job.reply.send(result);
+        let results = commit(committer, &batch);
+        let answers = batch.into_iter().map(|job| job.reply).zip(results);
+        match &flushing {
+            Some(queue) => {
+                if let Err(mpsc::SendError(unflushed)) = queue.send(answers.collect()) {
+                    for (reply, _) in unflushed {
+                        reply.send(Err(Error::Internal("the flushing thread has stopped".into())));
+                    }
+                }
+            }
+            None => answers.for_each(|(reply, result)| reply.send(result)),
+        }
+    }
+}
+
+/// The flushing thread: takes every group committed so far, flushes once, answers them all. A
+/// failed flush is the answer of every message it was to make durable (they are retried; the
+/// retry finds the message recorded if the commit reached the disk after all).
+fn flush_and_answer(mut flush: Flush, rx: mpsc::Receiver<Vec<Answer>>) {
+    while let Ok(mut answers) = rx.recv() {
+        while let Ok(more) = rx.try_recv() {
+            answers.extend(more);
+        }
+        let started = std::time::Instant::now();
+        let flushed = flush();
+        tracing::debug!("writer: {} message(s) flushed in {} µs", answers.len(), started.elapsed().as_micros());
+        for (reply, result) in answers {
+            reply.send(match (&flushed, result) {
+                (Err(e), Ok(_)) => Err(e.clone()),
+                (_, result) => result,
+            });
         }
     }
 }
 
 /// Write a batch in one transaction. A message whose writing fails is rolled back to its
 /// savepoint and gets its error; when the commit itself fails, every message gets that error.
-fn commit(store: &Store, batch: &[Job]) -> Vec<Result<Vec<Outcome>>> {
+fn commit(committer: &mut Committer, batch: &[Job]) -> Vec<Result<Vec<Outcome>>> {
     if let [job] = batch {
-        if let Some(done) = commit_alone(store, &job.prepared) {
+        if let Some(done) = commit_alone(committer, &job.prepared) {
             return vec![done];
         }
     }
     let mut results: Vec<Result<Vec<Outcome>>> = Vec::with_capacity(batch.len());
     let started = std::time::Instant::now();
     let mut work = std::time::Duration::ZERO;
-    let committed = store.transact(Finish::Commit, |conn| {
+    let committed = committer.transact(Finish::Commit, |conn| {
         for job in batch {
             results.push(one(conn, &job.prepared));
         }
@@ -136,11 +194,11 @@ fn commit(store: &Store, batch: &[Job]) -> Vec<Result<Vec<Outcome>>> {
 /// transaction is rolled back and `None` returned, and the caller writes it again the usual way
 /// (savepoints, a retry after a unique-key conflict, the error of that message); a failure to
 /// begin or to commit is the message's answer.
-fn commit_alone(store: &Store, p: &Prepared) -> Option<Result<Vec<Outcome>>> {
+fn commit_alone(committer: &mut Committer, p: &Prepared) -> Option<Result<Vec<Outcome>>> {
     let started = std::time::Instant::now();
     let mut work = std::time::Duration::ZERO;
     let mut write_failed = false;
-    let committed = store.transact(Finish::Commit, |conn| {
+    let committed = committer.transact(Finish::Commit, |conn| {
         let written = write_prepared_alone(conn, p);
         work = started.elapsed();
         write_failed = written.is_err();
@@ -153,8 +211,8 @@ fn commit_alone(store: &Store, p: &Prepared) -> Option<Result<Vec<Outcome>>> {
     Some(committed)
 }
 
-/// Where the writer's time goes: the statements (`work`, from `started`), then the commit with
-/// its flush.
+/// Where the writer's time goes: the statements (`work`, from `started`), then the commit (with
+/// its flush when there is no flushing thread).
 fn log_transaction(messages: usize, started: std::time::Instant, work: std::time::Duration) {
     tracing::debug!(
         "writer: {messages} message(s) in one transaction, statements {} µs, commit {} µs",
@@ -171,4 +229,81 @@ fn one(conn: &mut AnyConnection, p: &Prepared) -> Result<Vec<Outcome>> {
         return write_prepared(conn, p);
     }
     store::savepoint(conn, |c| write_prepared(c, p).map_err(store::StoreFail::Other)).map_err(Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Engine;
+    use crate::model::Envelope;
+    use diesel::{QueryableByName, RunQueryDsl};
+    use std::time::Duration;
+
+    #[derive(QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    fn tickets(store: &Store) -> i64 {
+        store.read(|c| Ok(diesel::sql_query("SELECT count(*) AS n FROM tickets").get_result::<N>(c)?.n)).unwrap()
+    }
+
+    /// A store with the test directory's mailboxes, and a message for support@ prepared by it.
+    fn prepared() -> (tempfile::TempDir, Store, Prepared) {
+        let (dir, store) = store::plans::store();
+        store.write(|c| store::execute_script(c, include_str!("../../tests/fixtures/directory.sql"))).unwrap();
+        let engine = Engine::new(store.clone()).unwrap();
+        let raw = b"From: Carla <carla@acme.example>\r\nTo: support@msp.example\r\nSubject: Printer jammed\r\nMessage-ID: <w1@acme.example>\r\n\r\nThe printer on floor 2 is jammed.\r\n";
+        let mut envelope = Envelope::new(["support@msp.example"]);
+        envelope.sender = "carla@acme.example".into();
+        let p = engine.prepare(envelope, raw.to_vec());
+        assert_eq!(p.targets.len(), 1);
+        (dir, store, p)
+    }
+
+    /// The flushing thread: each flush waits for the test's go-ahead and then fails or not.
+    fn held_flush(result: Result<()>) -> (Flush, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (started_tx, started) = mpsc::channel();
+        let (go, go_rx) = mpsc::channel::<()>();
+        let flush: Flush = Box::new(move || {
+            let _ = started_tx.send(());
+            let _ = go_rx.recv_timeout(std::time::Duration::from_secs(10));
+            result.clone()
+        });
+        (flush, started, go)
+    }
+
+    #[test]
+    fn a_message_is_answered_only_after_the_flush_that_follows_its_commit() {
+        let (_dir, store, p) = prepared();
+        let (committer, wal) = store.committer().unwrap();
+        assert!(wal.is_some(), "SQLite's WAL is flushed beside the writer");
+        let (flush, started, go) = held_flush(Ok(()));
+        let before = tickets(&store);
+        let writer = Writer::start_with(committer, Some(flush)).unwrap();
+        let (reply, answer) = mpsc::sync_channel(1);
+        writer.enqueue(p, Reply::Thread(reply)).unwrap();
+        started.recv_timeout(Duration::from_secs(10)).expect("the flush to begin");
+        // Committed (visible to others) but not yet flushed: nobody has been answered.
+        assert_eq!(tickets(&store), before + 1);
+        assert!(answer.recv_timeout(Duration::from_millis(200)).is_err(), "answered before the flush");
+        go.send(()).unwrap();
+        let outcomes = answer.recv_timeout(Duration::from_secs(10)).expect("the answer after the flush").unwrap();
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].outcome, crate::model::Verdict::Created, "{outcomes:?}");
+    }
+
+    #[test]
+    fn a_failed_flush_is_the_answer_of_the_messages_it_was_to_make_durable() {
+        let (_dir, store, p) = prepared();
+        let (committer, _wal) = store.committer().unwrap();
+        let (flush, _started, go) = held_flush(Err(Error::Database("cannot flush t.db-wal to disk: Input/output error".into())));
+        go.send(()).unwrap();
+        let writer = Writer::start_with(committer, Some(flush)).unwrap();
+        match writer.submit(p) {
+            Err(Error::Database(m)) => assert!(m.contains("cannot flush"), "{m}"),
+            other => panic!("the flush's failure should be the answer: {other:?}"),
+        }
+    }
 }

@@ -86,10 +86,10 @@ struct Progress {
     checkpointed: i32,
 }
 
-/// The thread's own connection, through SQLite's C API: besides checkpoints it needs the
-/// database file's descriptor, which diesel does not hand out.
-struct Connection {
-    db: *mut ffi::sqlite3,
+/// A connection through SQLite's C API, for what diesel does not hand out: checkpoints and
+/// SQLite's descriptors of its files (also used by `flush`).
+pub(super) struct Connection {
+    pub(super) db: *mut ffi::sqlite3,
     /// SQLite's descriptor of the database file (never closed here), when it could be found.
     file: Option<RawFd>,
     /// Frames of the current WAL copied when the database file was last flushed.
@@ -97,7 +97,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn open(path: &str, opts: &ConnOptions) -> std::result::Result<Connection, String> {
+    pub(super) fn open(path: &str, opts: &ConnOptions) -> std::result::Result<Connection, String> {
         let c_path = CString::new(path).map_err(|_| format!("{path:?}: NUL in the path"))?;
         let mut db: *mut ffi::sqlite3 = std::ptr::null_mut();
         // SAFETY: a valid C string and out-pointer; the handle is closed in Drop (also on error).
@@ -111,7 +111,7 @@ impl Connection {
         unsafe { ffi::sqlite3_busy_timeout(db, ms) };
         // A checkpoint flushes as the connection's `synchronous` says: FULL, as the writers'.
         conn.exec(c"PRAGMA synchronous = FULL")?;
-        conn.file = database_descriptor(db, path);
+        conn.file = sqlite_descriptor(db, ffi::SQLITE_FCNTL_FILE_POINTER, path);
         Ok(conn)
     }
 
@@ -123,7 +123,7 @@ impl Connection {
         unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.db)) }.to_string_lossy().into_owned()
     }
 
-    fn exec(&mut self, sql: &CStr) -> std::result::Result<(), String> {
+    pub(super) fn exec(&mut self, sql: &CStr) -> std::result::Result<(), String> {
         // SAFETY: an open handle and a NUL-terminated statement; no callback.
         let rc = unsafe { ffi::sqlite3_exec(self.db, sql.as_ptr(), None, std::ptr::null_mut(), std::ptr::null_mut()) };
         if rc == ffi::SQLITE_OK { Ok(()) } else { Err(self.error()) }
@@ -161,10 +161,11 @@ impl Drop for Connection {
     }
 }
 
-/// SQLite's descriptor of the main database file: the file object's `h`, read only when the
-/// file is SQLite's unix VFS's (whose file structure begins with three pointers and the
-/// descriptor) and checked to be that very file (same device and inode).
-fn database_descriptor(db: *mut ffi::sqlite3, path: &str) -> Option<RawFd> {
+/// SQLite's descriptor of one of a connection's files — the database file (`FILE_POINTER`) or
+/// its WAL (`JOURNAL_POINTER`): the file object's `h`, read only when the file is SQLite's unix
+/// VFS's (whose file structure begins with three pointers and the descriptor) and checked to be
+/// the file at `path` (same device and inode).
+pub(super) fn sqlite_descriptor(db: *mut ffi::sqlite3, op: c_int, path: &str) -> Option<RawFd> {
     #[repr(C)]
     struct UnixFileHead {
         methods: *const c_void,
@@ -173,15 +174,19 @@ fn database_descriptor(db: *mut ffi::sqlite3, path: &str) -> Option<RawFd> {
         h: c_int,
     }
     let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
-    // SAFETY: an open handle; FILE_POINTER writes a `sqlite3_file *` to the given address.
-    let rc = unsafe { ffi::sqlite3_file_control(db, c"main".as_ptr(), ffi::SQLITE_FCNTL_FILE_POINTER, (&mut file as *mut *mut ffi::sqlite3_file).cast()) };
+    // SAFETY: an open handle; both operations write a `sqlite3_file *` to the given address.
+    let rc = unsafe { ffi::sqlite3_file_control(db, c"main".as_ptr(), op, (&mut file as *mut *mut ffi::sqlite3_file).cast()) };
     if rc != ffi::SQLITE_OK || file.is_null() {
         return None;
     }
-    // SAFETY: `file` points to the open file object; its VFS pointer is read only after the
-    // VFS's own size says the object is a unix file at least as large as the head.
+    // SAFETY: `file` points to the file object; a closed one has no methods. Its VFS pointer is
+    // read only after the VFS's own size says the object is a unix file at least as large as
+    // the head.
     let fd = unsafe {
         let head = file as *const UnixFileHead;
+        if (*head).methods.is_null() {
+            return None;
+        }
         let vfs = (*head).vfs;
         if vfs.is_null() || ((*vfs).szOsFile as usize) < std::mem::size_of::<UnixFileHead>() {
             return None;
@@ -331,6 +336,6 @@ mod tests {
         assert!(!p.busy && p.log > 0 && p.checkpointed == p.log, "{p:?}");
         c.flush_database();
         // A file that is not the database: no descriptor.
-        assert_eq!(database_descriptor(c.db, &format!("{path}-wal")), None);
+        assert_eq!(sqlite_descriptor(c.db, ffi::SQLITE_FCNTL_FILE_POINTER, &format!("{path}-wal")), None);
     }
 }

@@ -205,6 +205,11 @@ pub struct ConnOptions {
     pub busy_timeout: Duration,
     /// How long a PostgreSQL connection attempt may take (libpq `connect_timeout`).
     pub connect_timeout: Duration,
+    /// SQLite: each COMMIT flushes the WAL to disk before it returns (`synchronous = FULL`).
+    /// The group-commit writer's own connection turns it off and has the WAL flushed
+    /// (`flush::WalFlush`) before it answers anyone. A store opened with it off flushes no
+    /// commit at all — only benchmarks do that, to measure what the flush costs.
+    pub flush_commits: bool,
 }
 
 impl Default for ConnOptions {
@@ -212,11 +217,13 @@ impl Default for ConnOptions {
         ConnOptions {
             busy_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            flush_commits: true,
         }
     }
 }
 
-/// Open one connection and prepare it (SQLite: busy timeout, foreign keys, WAL, full sync).
+/// Open one connection and prepare it (SQLite: busy timeout, foreign keys, WAL, full sync
+/// unless `flush_commits` is off).
 pub fn establish(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection, ConnectionError> {
     match url {
         DbUrl::Postgres(u) => {
@@ -246,8 +253,9 @@ pub fn establish(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection, Conne
             let mut c = SqliteConnection::establish(path)?;
             let ms = opts.busy_timeout.as_millis().min(i32::MAX as u128);
             c.batch_execute(&format!(
-                "PRAGMA busy_timeout = {ms}; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; \
-                 PRAGMA temp_store = MEMORY;"
+                "PRAGMA busy_timeout = {ms}; PRAGMA foreign_keys = ON; PRAGMA synchronous = {}; \
+                 PRAGMA temp_store = MEMORY;",
+                if opts.flush_commits { "FULL" } else { "NORMAL" }
             ))
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
             // temp_store = MEMORY: the statement journals of the per-message savepoints stay in

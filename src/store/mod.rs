@@ -3,6 +3,7 @@
 
 pub mod apply;
 mod checkpoint;
+pub mod flush;
 pub mod attachments;
 pub mod conf;
 pub mod conn;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use conn::{AnyConnection, ConnOptions, DbUrl, Fixed, Run, Value};
+pub use flush::WalFlush;
 
 use crate::error::{Error, Result};
 
@@ -77,6 +79,7 @@ impl Default for StoreOptions {
 pub struct Store {
     pool: r2d2::Pool<conn::Manager>,
     url: DbUrl,
+    conn_opts: ConnOptions,
     /// SQLite has one writer at a time. Writers of this process queue here instead of in
     /// SQLite's busy handler, which sleeps in growing steps and wastes most of the time.
     /// (Other processes still meet `busy_timeout`.)
@@ -100,6 +103,7 @@ impl Store {
             single_line(Error::Database(format!("cannot open {}: {}", url.redacted(), e.to_string().trim())))
         })?;
         drop(first);
+        let conn_opts = opts.conn.clone();
         let manager = conn::Manager {
             url: url.clone(),
             opts: opts.conn.clone(),
@@ -119,7 +123,7 @@ impl Store {
             }
             DbUrl::Postgres(_) => (None, None),
         };
-        Ok(Store { pool, url, write_lock, _checkpointer })
+        Ok(Store { pool, url, conn_opts, write_lock, _checkpointer })
     }
 
     pub fn url(&self) -> &DbUrl {
@@ -184,10 +188,59 @@ impl Store {
         transaction(&mut conn, finish, f)
     }
 
+    /// Write transactions for the group-commit writer, and what makes them durable. On SQLite:
+    /// a connection of its own whose commits return before they are flushed, and the
+    /// [`WalFlush`] that must have flushed them before anyone is told they were written (when
+    /// SQLite's descriptor of the WAL cannot be found, a connection that flushes each commit,
+    /// and no `WalFlush`). On PostgreSQL: the pool's connections, durable at each commit, and
+    /// no `WalFlush`.
+    pub fn committer(&self) -> Result<(Committer, Option<WalFlush>)> {
+        let DbUrl::Sqlite(path) = &self.url else {
+            return Ok((Committer { store: self.clone(), own: None }, None));
+        };
+        let (flush, flush_commits) = if !self.conn_opts.flush_commits {
+            (None, false)
+        } else {
+            match WalFlush::open(path, &self.conn_opts) {
+                Ok(f) => (Some(f), false),
+                Err(e) => {
+                    tracing::info!("{e}; each commit flushes the WAL itself");
+                    (None, true)
+                }
+            }
+        };
+        let opts = ConnOptions { flush_commits, ..self.conn_opts.clone() };
+        let own = conn::establish(&self.url, &opts).map_err(|e| {
+            single_line(Error::Database(format!("cannot open {}: {}", self.url.redacted(), e.to_string().trim())))
+        })?;
+        Ok((Committer { store: self.clone(), own: Some(own) }, flush))
+    }
+
     /// Run `f` with a connection, outside an explicit transaction (reads).
     pub fn read<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
         f(&mut conn).map_err(single_line)
+    }
+}
+
+/// The group-commit writer's write transactions ([`Store::committer`]).
+pub struct Committer {
+    store: Store,
+    /// SQLite: the writer's own connection.
+    own: Option<AnyConnection>,
+}
+
+impl Committer {
+    /// Run `f` in one write transaction that ends as `finish` says. On SQLite the commit is
+    /// durable only once the `WalFlush` that came with this committer (if any) has flushed.
+    pub fn transact<T>(&mut self, finish: Finish, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        match &mut self.own {
+            Some(conn) => {
+                let _writer = self.store.write_lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+                transaction(conn, finish, f)
+            }
+            None => self.store.transact(finish, f),
+        }
     }
 }
 
