@@ -4,7 +4,7 @@
 Direct milter-protocol load (benches/milter_load.rs, no MTA): 16 connections send distinct
 4 KB messages to support@msp.example from a known contact; every message becomes a ticket,
 durably committed before its answer. Configurations, alternated for several rounds:
-  sqlite-1  one daemon on SQLite (WAL, synchronous=FULL)
+  sqlite-1  one daemon on SQLite (WAL, flushed before each answer)
   pg-1      one daemon on a private PostgreSQL 15 cluster (fsync on, synchronous_commit on)
   pg-2      two daemons (two sockets, as two MX hosts) on the same PostgreSQL database,
             the load split between them

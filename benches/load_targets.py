@@ -2,7 +2,7 @@
 """The milter's own throughput, latency and memory, against the no-op milter, side by side.
 
 Direct milter-protocol load from benches/milter_load.rs (no MTA, the load generator on the same
-cores) against ticketmilter on SQLite (WAL, synchronous=FULL: each message durably committed
+cores) against ticketmilter on SQLite (WAL, the WAL flushed after each commit: each message durable
 before its answer) and against the no-op milter (benches/noop_milter.rs: the same protocol
 handling, takes the whole message, adds a header, accepts). Per round, alternating:
   closed loop   16 and 32 connections, 4 KB messages, every message a new ticket;
