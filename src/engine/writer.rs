@@ -236,17 +236,10 @@ mod tests {
     use super::*;
     use crate::engine::Engine;
     use crate::model::Envelope;
-    use diesel::{QueryableByName, RunQueryDsl};
     use std::time::Duration;
 
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-
     fn tickets(store: &Store) -> i64 {
-        store.read(|c| Ok(diesel::sql_query("SELECT count(*) AS n FROM tickets").get_result::<N>(c)?.n)).unwrap()
+        store.read(|c| store::plans::int(c, "SELECT count(*) AS n FROM tickets")).unwrap()
     }
 
     /// A store with the test directory's mailboxes, and a message for support@ prepared by it.
@@ -268,7 +261,7 @@ mod tests {
         let (go, go_rx) = mpsc::channel::<()>();
         let flush: Flush = Box::new(move || {
             let _ = started_tx.send(());
-            let _ = go_rx.recv_timeout(std::time::Duration::from_secs(10));
+            let _ = go_rx.recv_timeout(Duration::from_secs(10));
             result.clone()
         });
         (flush, started, go)

@@ -67,14 +67,10 @@ impl WalFlush {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use diesel::{QueryableByName, RunQueryDsl};
+    use crate::store::plans::int;
     use std::os::unix::fs::MetadataExt;
 
-    #[derive(QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
+    const LEVEL: &str = "SELECT synchronous AS n FROM pragma_synchronous";
 
     #[test]
     fn the_writers_commits_leave_their_flush_to_the_wal_flush() {
@@ -84,18 +80,14 @@ mod tests {
         // The descriptor is the WAL file's, the one every connection writes to.
         let opened = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(wal.fd) }).metadata().unwrap();
         assert_eq!(opened.ino(), std::fs::metadata(dir.path().join("t.db-wal")).unwrap().ino());
-        let level = |c: &mut crate::store::AnyConnection| -> Result<i64> {
-            Ok(diesel::sql_query("SELECT synchronous AS n FROM pragma_synchronous").get_result::<N>(c)?.n)
-        };
         // NORMAL (1) on the writer's own connection, FULL (2) on every other.
-        assert_eq!(committer.transact(crate::store::Finish::Rollback, level).unwrap(), 1);
-        assert_eq!(store.read(level).unwrap(), 2);
+        assert_eq!(committer.transact(crate::store::Finish::Rollback, |c| int(c, LEVEL)).unwrap(), 1);
+        assert_eq!(store.read(|c| int(c, LEVEL)).unwrap(), 2);
         committer
             .transact(crate::store::Finish::Commit, |c| crate::store::execute_script(c, "CREATE TABLE scratch (x BLOB); INSERT INTO scratch VALUES (zeroblob(10000));"))
             .unwrap();
         wal.flush().unwrap();
-        let rows = store.read(|c| Ok(diesel::sql_query("SELECT count(*) AS n FROM scratch").get_result::<N>(c)?.n)).unwrap();
-        assert_eq!(rows, 1);
+        assert_eq!(store.read(|c| int(c, "SELECT count(*) AS n FROM scratch")).unwrap(), 1);
     }
 
     /// A store opened to flush no commit (benchmarks only) gives the writer no flush either.
@@ -109,9 +101,6 @@ mod tests {
         let store = crate::store::Store::open(&format!("sqlite:{}", dir.path().join("t.db").display()), opts).unwrap();
         let (mut committer, wal) = store.committer().unwrap();
         assert!(wal.is_none());
-        let level = committer
-            .transact(crate::store::Finish::Rollback, |c| Ok(diesel::sql_query("SELECT synchronous AS n FROM pragma_synchronous").get_result::<N>(c)?.n))
-            .unwrap();
-        assert_eq!(level, 1);
+        assert_eq!(committer.transact(crate::store::Finish::Rollback, |c| int(c, LEVEL)).unwrap(), 1);
     }
 }

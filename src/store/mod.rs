@@ -417,6 +417,17 @@ pub(crate) mod plans {
         detail: String,
     }
 
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    /// The one integer a query selects, named `n`.
+    pub fn int(c: &mut super::AnyConnection, sql: &str) -> crate::error::Result<i64> {
+        Ok(diesel::sql_query(sql).get_result::<N>(c)?.n)
+    }
+
     /// A migrated SQLite store in a temporary directory.
     pub fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
