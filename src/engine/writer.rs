@@ -144,17 +144,34 @@ fn run(committer: &mut Committer, flushing: Option<mpsc::Sender<Vec<Answer>>>, r
     }
 }
 
-/// The flushing thread: takes every group committed so far, flushes once, answers them all. A
-/// failed flush is the answer of every message it was to make durable (they are retried; the
-/// retry finds the message recorded if the commit reached the disk after all).
+/// The flushing thread: takes every group committed so far, flushes once, answers them all.
+///
+/// A failed flush is the answer of every message it was to make durable — and of every message
+/// after it until the daemon restarts: after a failed flush the kernel may have dropped the
+/// pages it could not write and report the next flush as a success, so no later flush vouches
+/// for them, and a retry would find its first try's record and be accepted on the strength of
+/// it (PostgreSQL stops on a failed flush for the same reason). Meanwhile the mail waits in the
+/// MTA's queue.
 fn flush_and_answer(mut flush: Flush, rx: mpsc::Receiver<Vec<Answer>>) {
+    let mut failed: Option<Error> = None;
     while let Ok(mut answers) = rx.recv() {
         while let Ok(more) = rx.try_recv() {
             answers.extend(more);
         }
         let started = std::time::Instant::now();
-        let flushed = flush();
+        let flushed = match &failed {
+            Some(e) => Err(e.clone()),
+            None => flush(),
+        };
         tracing::debug!("writer: {} message(s) flushed in {} µs", answers.len(), started.elapsed().as_micros());
+        if let (Err(e), None) = (&flushed, &failed) {
+            tracing::error!("{e}: every message is deferred until ticketmilter is restarted (check the disk first)");
+            let cause = match e {
+                Error::Database(m) => m.clone(),
+                e => e.to_string(),
+            };
+            failed = Some(Error::Database(format!("earlier, {cause}: every message is deferred until ticketmilter is restarted")));
+        }
         for (reply, result) in answers {
             reply.send(match (&flushed, result) {
                 (Err(e), Ok(_)) => Err(e.clone()),
@@ -242,34 +259,42 @@ mod tests {
         store.read(|c| store::plans::int(c, "SELECT count(*) AS n FROM tickets")).unwrap()
     }
 
-    /// A store with the test directory's mailboxes, and a message for support@ prepared by it.
-    fn prepared() -> (tempfile::TempDir, Store, Prepared) {
+    /// A store with the test directory's mailboxes, and an engine on it.
+    fn setup() -> (tempfile::TempDir, Store, Engine) {
         let (dir, store) = store::plans::store();
         store.write(|c| store::execute_script(c, include_str!("../../tests/fixtures/directory.sql"))).unwrap();
         let engine = Engine::new(store.clone()).unwrap();
-        let raw = b"From: Carla <carla@acme.example>\r\nTo: support@msp.example\r\nSubject: Printer jammed\r\nMessage-ID: <w1@acme.example>\r\n\r\nThe printer on floor 2 is jammed.\r\n";
-        let mut envelope = Envelope::new(["support@msp.example"]);
-        envelope.sender = "carla@acme.example".into();
-        let p = engine.prepare(envelope, raw.to_vec());
-        assert_eq!(p.targets.len(), 1);
-        (dir, store, p)
+        (dir, store, engine)
     }
 
-    /// The flushing thread: each flush waits for the test's go-ahead and then fails or not.
-    fn held_flush(result: Result<()>) -> (Flush, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    /// Message `n` for support@, prepared.
+    fn message(engine: &Engine, n: u32) -> Prepared {
+        let raw = format!("From: Carla <carla@acme.example>\r\nTo: support@msp.example\r\nSubject: Printer jammed ({n})\r\nMessage-ID: <w{n}@acme.example>\r\n\r\nThe printer on floor {n} is jammed.\r\n");
+        let mut envelope = Envelope::new(["support@msp.example"]);
+        envelope.sender = "carla@acme.example".into();
+        let p = engine.prepare(envelope, raw.into_bytes());
+        assert_eq!(p.targets.len(), 1);
+        p
+    }
+
+    /// The flushing thread: each flush waits for the test's go-ahead, then the first one ends as
+    /// `first` says and the others succeed.
+    fn held_flush(first: Result<()>) -> (Flush, mpsc::Receiver<()>, mpsc::Sender<()>) {
         let (started_tx, started) = mpsc::channel();
         let (go, go_rx) = mpsc::channel::<()>();
+        let mut next = Some(first);
         let flush: Flush = Box::new(move || {
             let _ = started_tx.send(());
             let _ = go_rx.recv_timeout(Duration::from_secs(10));
-            result.clone()
+            next.take().unwrap_or(Ok(()))
         });
         (flush, started, go)
     }
 
     #[test]
     fn a_message_is_answered_only_after_the_flush_that_follows_its_commit() {
-        let (_dir, store, p) = prepared();
+        let (_dir, store, engine) = setup();
+        let p = message(&engine, 1);
         let (committer, wal) = store.committer().unwrap();
         assert!(wal.is_some(), "SQLite's WAL is flushed beside the writer");
         let (flush, started, go) = held_flush(Ok(()));
@@ -288,15 +313,22 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_flush_is_the_answer_of_the_messages_it_was_to_make_durable() {
-        let (_dir, store, p) = prepared();
+    fn a_failed_flush_defers_its_messages_and_every_later_one() {
+        let (_dir, store, engine) = setup();
         let (committer, _wal) = store.committer().unwrap();
         let (flush, _started, go) = held_flush(Err(Error::Database("cannot flush t.db-wal to disk: Input/output error".into())));
-        go.send(()).unwrap();
+        for _ in 0..2 {
+            go.send(()).unwrap();
+        }
         let writer = Writer::start_with(committer, Some(flush)).unwrap();
-        match writer.submit(p) {
+        match writer.submit(message(&engine, 1)) {
             Err(Error::Database(m)) => assert!(m.contains("cannot flush"), "{m}"),
             other => panic!("the flush's failure should be the answer: {other:?}"),
+        }
+        // The next flush would succeed, but it cannot vouch for what the failed one lost.
+        match writer.submit(message(&engine, 2)) {
+            Err(Error::Database(m)) => assert!(m.contains("cannot flush") && m.contains("until ticketmilter is restarted"), "{m}"),
+            other => panic!("a message after a failed flush should be deferred: {other:?}"),
         }
     }
 }
