@@ -99,14 +99,11 @@ impl Store {
     pub fn open(url: &str, opts: StoreOptions) -> Result<Store> {
         let url = DbUrl::parse(url).map_err(Error::Config)?;
         // One direct attempt first, so the error names the cause (not just a pool timeout).
-        let first = conn::establish(&url, &opts.conn).map_err(|e| {
-            single_line(Error::Database(format!("cannot open {}: {}", url.redacted(), e.to_string().trim())))
-        })?;
-        drop(first);
+        drop(open_one(&url, &opts.conn)?);
         let conn_opts = opts.conn.clone();
         let manager = conn::Manager {
             url: url.clone(),
-            opts: opts.conn.clone(),
+            opts: conn_opts.clone(),
         };
         let pool = r2d2::Pool::builder()
             .max_size(opts.pool_size.max(1))
@@ -152,9 +149,7 @@ impl Store {
             DbUrl::Postgres(_) => {
                 use diesel::connection::SimpleConnection;
                 // (ConnOptions only concern SQLite.)
-                let mut conn = conn::establish(&self.url, &ConnOptions::default()).map_err(|e| {
-                    single_line(Error::Database(format!("cannot open {}: {}", self.url.redacted(), e.to_string().trim())))
-                })?;
+                let mut conn = open_one(&self.url, &ConnOptions::default())?;
                 conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
                     .map_err(|e| single_line(Error::Database(format!("cannot take the migration lock: {e}"))))?;
                 run(&mut conn).map_err(single_line)
@@ -210,9 +205,7 @@ impl Store {
             }
         };
         let opts = ConnOptions { flush_commits, ..self.conn_opts.clone() };
-        let own = conn::establish(&self.url, &opts).map_err(|e| {
-            single_line(Error::Database(format!("cannot open {}: {}", self.url.redacted(), e.to_string().trim())))
-        })?;
+        let own = open_one(&self.url, &opts)?;
         Ok((Committer { store: self.clone(), own: Some(own) }, flush))
     }
 
@@ -221,6 +214,12 @@ impl Store {
         let mut conn = self.conn()?;
         f(&mut conn).map_err(single_line)
     }
+}
+
+/// One connection outside the pool; the error names the cause.
+fn open_one(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection> {
+    conn::establish(url, opts)
+        .map_err(|e| single_line(Error::Database(format!("cannot open {}: {}", url.redacted(), e.to_string().trim()))))
 }
 
 /// The group-commit writer's write transactions ([`Store::committer`]).
