@@ -22,22 +22,9 @@ pub struct Options {
     pub smtp_refuses: bool,
 }
 
-/// A message handed to the writer ([`Engine::hand_over`]): its outcomes, once committed.
-pub enum Pending {
-    Ready(Result<Vec<Outcome>>),
-    Waiting(tokio::sync::oneshot::Receiver<Result<Vec<Outcome>>>),
-}
-
-impl Pending {
-    pub async fn outcomes(self) -> Result<Vec<Outcome>> {
-        match self {
-            Pending::Ready(r) => r,
-            Pending::Waiting(rx) => rx
-                .await
-                .unwrap_or_else(|_| Err(crate::error::Error::Internal("the writer stopped before answering".into()))),
-        }
-    }
-}
+/// Where the milter's answer goes ([`Engine::hand_over`]): the outcomes of one message, once
+/// committed, or the error that stopped it.
+pub type Answer = tokio::sync::oneshot::Sender<Result<Vec<Outcome>>>;
 
 /// A message made ready for the database: parsed, scoped, keyed. Pure work, done outside any
 /// transaction so that several prepared messages can share one commit.
@@ -156,20 +143,17 @@ impl Engine {
         self.process_owned(envelope.clone(), raw.to_vec(), opts)
     }
 
-    /// `process` for async callers (the milter), in two halves: called on the thread that
-    /// prepared the message (a blocking-pool thread), this hands it straight to the writer, and
-    /// the caller awaits the returned [`Pending`] without holding a thread. Going from the
-    /// preparing thread to the writer directly, rather than back through the runtime, saves
-    /// one thread wake-up per message.
-    pub fn hand_over(&self, prepared: Prepared) -> Pending {
+    /// `process` for async callers (the milter): called on the thread that prepared the
+    /// message (a blocking-pool thread), this hands it straight to the writer, which sends the
+    /// outcomes to `answer` once they are durable; the caller awaits them without holding a
+    /// thread. The caller's task wakes once per message — for the answer, not also for the end
+    /// of the preparing task — and the preparing thread never waits for the writer.
+    pub fn hand_over(&self, prepared: Prepared, answer: Answer) {
         if prepared.targets.is_empty() {
-            return Pending::Ready(Ok(vec![not_ours(&prepared.envelope)]));
+            let _ = answer.send(Ok(vec![not_ours(&prepared.envelope)]));
+            return;
         }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        match self.writer.enqueue(prepared, writer::Reply::Task(tx)) {
-            Ok(()) => Pending::Waiting(rx),
-            Err(e) => Pending::Ready(Err(e)),
-        }
+        self.writer.enqueue(prepared, writer::Reply::Task(answer));
     }
 
     /// `process` for callers that can hand over the message (no copy).

@@ -90,19 +90,23 @@ impl Writer {
     /// Write one prepared message; returns once its transaction is committed (or failed).
     pub fn submit(&self, prepared: Prepared) -> Result<Vec<Outcome>> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.enqueue(prepared, Reply::Thread(reply))?;
+        self.enqueue(prepared, Reply::Thread(reply));
         answer
             .recv()
             .unwrap_or_else(|_| Err(Error::Internal("the writer stopped before answering".into())))
     }
 
-    /// Hand a prepared message to the writer; the answer goes to `reply` after the commit.
-    pub fn enqueue(&self, prepared: Prepared, reply: Reply) -> Result<()> {
-        let sent = match self.queue.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            Some(q) => q.send(Job { prepared, reply }).is_ok(),
-            None => false,
+    /// Hand a prepared message to the writer; the answer goes to `reply` after the commit (at
+    /// once, as an error, when the writer has stopped).
+    pub fn enqueue(&self, prepared: Prepared, reply: Reply) {
+        let job = Job { prepared, reply };
+        let unsent = match self.queue.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(q) => q.send(job).err().map(|mpsc::SendError(job)| job),
+            None => Some(job),
         };
-        if sent { Ok(()) } else { Err(Error::Internal("the writer has stopped".into())) }
+        if let Some(job) = unsent {
+            job.reply.send(Err(Error::Internal("the writer has stopped".into())));
+        }
     }
 }
 
@@ -301,7 +305,7 @@ mod tests {
         let before = tickets(&store);
         let writer = Writer::start_with(committer, Some(flush)).unwrap();
         let (reply, answer) = mpsc::sync_channel(1);
-        writer.enqueue(p, Reply::Thread(reply)).unwrap();
+        writer.enqueue(p, Reply::Thread(reply));
         started.recv_timeout(Duration::from_secs(10)).expect("the flush to begin");
         // Committed (visible to others) but not yet flushed: nobody has been answered.
         assert_eq!(tickets(&store), before + 1);

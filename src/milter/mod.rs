@@ -362,19 +362,34 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         // A refusal answered with 5xx/4xx tells the sender already; no failure notice by mail.
         let refuses = matches!(policies.on_unknown_sender, Policy::Reject | Policy::Tempfail);
         // Parsing runs on the blocking pool, which hands the message to the engine's writer;
-        // the commit is awaited here without a thread held for it.
+        // the answer is awaited here without a thread held for it. The preparing task is not
+        // awaited: this task wakes once, for the answer. A panic while preparing is the
+        // message's answer too (an error), never a silence.
         let log_envelope = envelope.clone();
+        let (answer, outcomes) = tokio::sync::oneshot::channel();
+        drop(tokio::task::spawn_blocking(move || {
+            let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.prepare(envelope, raw)));
+            match prepared {
+                Ok(mut p) => {
+                    p.options.smtp_refuses = refuses;
+                    engine.hand_over(p, answer);
+                }
+                Err(panic) => {
+                    let _ = answer.send(Err(Error::Internal(format!(
+                        "conversion task failed: {}",
+                        crate::error::panic_text(&*panic)
+                    ))));
+                }
+            }
+        }));
         let work = async move {
-            let pending = tokio::task::spawn_blocking(move || {
-                let mut p = engine.prepare(envelope, raw);
-                p.options.smtp_refuses = refuses;
-                engine.hand_over(p)
-            })
-            .await?;
-            Ok::<_, tokio::task::JoinError>((pending.outcomes().await, log_envelope))
+            let outcomes = outcomes
+                .await
+                .unwrap_or_else(|_| Err(Error::Internal("conversion task failed: it ended without an answer".into())));
+            (outcomes, log_envelope)
         };
         let failure = match tokio::time::timeout(deadline, work).await {
-            Ok(Ok((Ok(outcomes), envelope))) => {
+            Ok((Ok(outcomes), envelope)) => {
                 let snapshot = shared.engine.snapshot();
                 let handling = |o: &Outcome| {
                     snapshot
@@ -385,9 +400,8 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
                 log_outcomes(&qid, &envelope, &outcomes, &plan, started);
                 Ok((plan, outcomes))
             }
-            Ok(Ok((Err(e @ Error::Database(_)), _))) => Err(Failure::Database(e.to_string())),
-            Ok(Ok((Err(e), _))) => Err(Failure::Internal(e.to_string())),
-            Ok(Err(join)) => Err(Failure::Internal(format!("conversion task failed: {join}"))),
+            Ok((Err(e @ Error::Database(_)), _)) => Err(Failure::Database(e.to_string())),
+            Ok((Err(e), _)) => Err(Failure::Internal(e.to_string())),
             Err(_) => Err(Failure::Timeout(deadline)),
         };
         match failure {
