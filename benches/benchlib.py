@@ -37,9 +37,14 @@ def output(cmd, timeout=600, **kw):
     return r.stdout
 
 
+# What turns the example configuration into conversion alone: no acknowledgement by mail, no
+# round-robin rule (the commands' arguments after the database).
+CONVERSION_ONLY = (("template", "disable", "acknowledgement"), ("rule", "disable", "1"))
+
+
 def prepare_database(url):
     """The example configuration, without acknowledgements and the round-robin rule: a load
     run measures conversion."""
     output([TM, "--database", url, "load", os.path.join(ROOT, "conf/example.sql")])
-    output([TM, "--database", url, "template", "disable", "acknowledgement"])
-    output([TM, "--database", url, "rule", "disable", "1"])
+    for command in CONVERSION_ONLY:
+        output([TM, "--database", url] + list(command))

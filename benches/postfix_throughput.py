@@ -4,7 +4,10 @@
 Three private Postfix instances on 127.0.0.1 relay to one smtp-sink:
   (a) no milter, (b) the no-op milter (benches/noop_milter.rs: same protocol handling as
   ticketmilter, takes the whole message, accepts), (c) ticketmilter converting every message
-  into a ticket on SQLite (each message durably committed before its answer).
+  into a ticket on SQLite (each message durably committed before its answer), with the example
+  configuration: by default without its acknowledgement and round-robin rule, as in
+  benches/load_targets.py (--config conversion), or whole (--config example: every ticket is
+  also acknowledged by mail and assigned by the rule).
 smtp-source sends the same load to each in turn, alternating a/b/c for several rounds; the
 script prints messages/s per run, the medians, and the ratios b/a and c/b, and checks that (c)
 made exactly one ticket per message.
@@ -12,7 +15,7 @@ made exactly one ticket per message.
 Needs root (private Postfix), postfix (smtp-source, smtp-sink) and release builds:
   cargo build --release && cargo build --release --example noop-milter
   python3 benches/postfix_throughput.py [--messages 2000] [--sessions 16] [--size 4096] [--rounds 3]
-                                        [--compare OTHER_TICKETMILTER_BINARY]
+                                        [--config conversion|example] [--compare OTHER_TICKETMILTER_BINARY]
 """
 
 import argparse
@@ -25,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import ROOT, free_port, wait_port
+from benchlib import CONVERSION_ONLY, ROOT, free_port, wait_port
 TM = os.environ.get("TICKETMILTER_BIN", os.path.join(ROOT, "target/release/ticketmilter"))
 NOOP = os.path.join(ROOT, "target/release/examples/noop-milter")
 
@@ -115,6 +118,9 @@ def main():
     ap.add_argument("--sessions", type=int, default=16)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--config", choices=("conversion", "example"), default="conversion",
+                    help="conversion (default): conf/example.sql without the acknowledgement and the "
+                         "round-robin rule; example: all of conf/example.sql")
     ap.add_argument("--compare", metavar="BINARY",
                     help="also run (d): another ticketmilter build (e.g. of an older revision) in each round, "
                          "right after (c), for a side-by-side comparison")
@@ -148,6 +154,9 @@ def main():
             # Each message is to become its own ticket.
             for key, value in (("duplicate_criteria", "none"), ("loop_max", "0")):
                 run([binary, "--config", cfg, "--database", db, "setting", "set", key, value], capture_output=True)
+            if args.config == "conversion":
+                for command in CONVERSION_ONLY:
+                    run([binary, "--config", cfg, "--database", db] + list(command), capture_output=True)
             port = free_port()
             procs.append(subprocess.Popen([binary, "--config", cfg, "--database", db, "run", "--socket", "inet:127.0.0.1:%d" % port],
                                           stderr=open(os.path.join(base, "%s.log" % tag), "w")))
@@ -178,7 +187,8 @@ def main():
                     print("warning: %s did not empty its queue in time" % name)
         med = {n: statistics.median(v) for n, v in rates.items()}
         print()
-        print("messages %d x %d rounds, %d sessions, %d-byte bodies" % (args.messages, args.rounds, args.sessions, args.size))
+        print("messages %d x %d rounds, %d sessions, %d-byte bodies, configuration: %s"
+              % (args.messages, args.rounds, args.sessions, args.size, args.config))
         for n, m in med.items():
             print("median %-16s %8.1f msg/s   (runs: %s)" % (n, m, ", ".join("%.1f" % x for x in rates[n])))
         a, b, c = (med[n] for n, _ in setups[:3])
