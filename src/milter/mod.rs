@@ -382,14 +382,8 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
                 }
             }
         }));
-        let work = async move {
-            let outcomes = outcomes
-                .await
-                .unwrap_or_else(|_| Err(Error::Internal("conversion task failed: it ended without an answer".into())));
-            (outcomes, log_envelope)
-        };
-        let failure = match tokio::time::timeout(deadline, work).await {
-            Ok((Ok(outcomes), envelope)) => {
+        let failure = match tokio::time::timeout(deadline, outcomes).await {
+            Ok(Ok(Ok(outcomes))) => {
                 let snapshot = shared.engine.snapshot();
                 let handling = |o: &Outcome| {
                     snapshot
@@ -397,11 +391,12 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
                         .map_or(AfterConversion::Deliver, |m| m.after_conversion)
                 };
                 let plan = verdict::for_outcomes(&outcomes, &session.rcpts, &handling, &policies, settings.add_header);
-                log_outcomes(&qid, &envelope, &outcomes, &plan, started);
+                log_outcomes(&qid, &log_envelope, &outcomes, &plan, started);
                 Ok((plan, outcomes))
             }
-            Ok((Err(e @ Error::Database(_)), _)) => Err(Failure::Database(e.to_string())),
-            Ok((Err(e), _)) => Err(Failure::Internal(e.to_string())),
+            Ok(Ok(Err(e @ Error::Database(_)))) => Err(Failure::Database(e.to_string())),
+            Ok(Ok(Err(e))) => Err(Failure::Internal(e.to_string())),
+            Ok(Err(_)) => Err(Failure::Internal("conversion task failed: it ended without an answer".into())),
             Err(_) => Err(Failure::Timeout(deadline)),
         };
         match failure {
