@@ -281,9 +281,11 @@ mod tests {
     use diesel::{QueryableByName, RunQueryDsl};
 
     /// A writer that never pauses: 4,000 transactions of a 4 KB row each, back to back, two or
-    /// three frames each (≈ 50 MB of WAL frames in all). Without the restart the WAL file grows
-    /// to about that size (a passive checkpoint beside the writer never copies the last
-    /// frames); with it, it stays near what is written between two looks of the thread.
+    /// three frames each (≈ 50 MB of WAL frames in all). Without the restart the WAL is never
+    /// started over (a passive checkpoint beside the writer never copies the last frames) and
+    /// its file grows to about that size; with it, the WAL's header counts the restarts, and the
+    /// file stays near what is written between two looks of the thread — or during a stall of
+    /// the thread's own flush on a busy disk, hence the loose bound.
     #[test]
     fn the_wal_is_started_over_under_sustained_writes() {
         let dir = tempfile::tempdir().unwrap();
@@ -313,8 +315,12 @@ mod tests {
             })
             .unwrap();
         assert_eq!(rows, 4000);
+        // The WAL header's checkpoint sequence number (bytes 12–15, big-endian) counts restarts.
+        let header = std::fs::read(&wal).unwrap();
+        let restarts = u32::from_be_bytes(header[12..16].try_into().unwrap());
+        assert!(restarts >= 2, "the WAL was started over {restarts} time(s) while ≈ 50 MB were written");
         assert!(
-            largest < 12 * 1024 * 1024,
+            largest < 30 * 1024 * 1024,
             "the WAL grew to {largest} bytes for ≈ 50 MB written: it was not started over"
         );
     }
