@@ -8,7 +8,8 @@ Three private Postfix instances on 127.0.0.1 relay to one smtp-sink:
   configuration: by default without its acknowledgement and round-robin rule, as in
   benches/load_targets.py (--config conversion), or whole (--config example: every ticket is
   also acknowledged by mail and assigned by the rule).
-smtp-source sends the same load to each in turn, alternating a/b/c for several rounds; the
+smtp-source sends the same load to each in turn for several rounds, each round starting with
+the next setup (a/b/c, b/c/a, c/a/b, …: use a multiple of 3 rounds, 4 with --compare); the
 script prints messages/s per run, the medians, and the ratios b/a and c/b, and checks that (c)
 made exactly one ticket per message.
 
@@ -199,8 +200,8 @@ def main():
         a, b, c = (med[n] for n, _ in setups[:3])
         print("ratio b/a (protocol cost)          %.2f" % (b / a))
         print("ratio c/b (conversion vs no-op)    %.2f" % (c / b))
-        # Each round's (b) and (c) run back to back; their ratio is less exposed to the
-        # machine's drift over the whole run than the ratio of the medians.
+        # Each round's (b) and (c) run within a minute of each other; their ratio is less exposed
+        # to the machine's drift over the whole run than the ratio of the medians.
         def per_round(x, y):
             r = [ry / rx for rx, ry in zip(rates[x], rates[y])]
             return "%s (median %.2f)" % (", ".join("%.2f" % v for v in r), statistics.median(r))
