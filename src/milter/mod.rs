@@ -365,7 +365,7 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         // the answer is awaited here without a thread held for it. The preparing task is not
         // awaited: this task wakes once, for the answer. A panic while preparing is the
         // message's answer too (an error), never a silence.
-        let log_envelope = envelope.clone();
+        let sender = envelope.sender.clone();
         let (answer, outcomes) = tokio::sync::oneshot::channel();
         drop(tokio::task::spawn_blocking(move || {
             let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.prepare(envelope, raw)));
@@ -391,7 +391,7 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
                         .map_or(AfterConversion::Deliver, |m| m.after_conversion)
                 };
                 let plan = verdict::for_outcomes(&outcomes, &session.rcpts, &handling, &policies, settings.add_header);
-                log_outcomes(&qid, &log_envelope, &outcomes, &plan, started);
+                log_outcomes(&qid, &sender, &outcomes, &plan, started);
                 Ok((plan, outcomes))
             }
             Ok(Ok(Err(e @ Error::Database(_)))) => Err(Failure::Database(e.to_string())),
@@ -479,14 +479,14 @@ async fn apply_plan(qid: &str, cx: &mut EomContext<Session>, plan: EomPlan, lead
 }
 
 /// One line per mailbox outcome, prefixed with the queue id, key=value.
-fn log_outcomes(qid: &str, env: &Envelope, outcomes: &[Outcome], plan: &EomPlan, started: Instant) {
+fn log_outcomes(qid: &str, sender: &str, outcomes: &[Outcome], plan: &EomPlan, started: Instant) {
     let ms = started.elapsed().as_millis();
     for o in outcomes {
         let ticket = o.object.as_ref().and_then(|x| x.ticket_number.as_deref()).unwrap_or("-");
         let mut line = format!(
             "{qid}: mailbox={} from=<{}> action={} ticket={ticket} tags={} ms={ms} answer={}",
             o.mailbox,
-            env.sender,
+            sender,
             o.outcome.as_str(),
             if o.tags.is_empty() { "-".to_string() } else { o.tags.join(",") },
             plan.answer.name()

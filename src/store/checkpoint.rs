@@ -316,7 +316,8 @@ mod tests {
             .unwrap();
         assert_eq!(rows, 4000);
         // The WAL header's checkpoint sequence number (bytes 12–15, big-endian) counts restarts.
-        let header = std::fs::read(&wal).unwrap();
+        let mut header = [0u8; 16];
+        std::io::Read::read_exact(&mut std::fs::File::open(&wal).unwrap(), &mut header).unwrap();
         let restarts = u32::from_be_bytes(header[12..16].try_into().unwrap());
         assert!(restarts >= 2, "the WAL was started over {restarts} time(s) while ≈ 50 MB were written");
         assert!(
