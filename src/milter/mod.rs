@@ -482,6 +482,11 @@ async fn apply_plan(qid: &str, cx: &mut EomContext<Session>, plan: EomPlan, lead
 fn log_outcomes(qid: &str, sender: &str, outcomes: &[Outcome], plan: &EomPlan, started: Instant) {
     let ms = started.elapsed().as_millis();
     for o in outcomes {
+        let rejected = o.outcome == Verdict::Rejected;
+        // The line is built only when the log level shows it.
+        if !(if rejected { tracing::enabled!(tracing::Level::WARN) } else { tracing::enabled!(tracing::Level::INFO) }) {
+            continue;
+        }
         let ticket = o.object.as_ref().and_then(|x| x.ticket_number.as_deref()).unwrap_or("-");
         let mut line = format!(
             "{qid}: mailbox={} from=<{}> action={} ticket={ticket} tags={} ms={ms} answer={}",
@@ -516,9 +521,10 @@ fn log_outcomes(qid: &str, sender: &str, outcomes: &[Outcome], plan: &EomPlan, s
         if let Some(r) = &o.reason {
             line.push_str(&format!(" reason=\"{}\"", verdict::reply_text(r)));
         }
-        match o.outcome {
-            Verdict::Rejected => warn!("{line}{}", reply_suffix(&plan.answer)),
-            _ => info!("{line}"),
+        if rejected {
+            warn!("{line}{}", reply_suffix(&plan.answer));
+        } else {
+            info!("{line}");
         }
     }
 }
