@@ -7,11 +7,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 
 use common::daemon::Daemon;
-use common::{TestDb, binary};
+use common::{free_port, TestDb, binary};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 
 #[test]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use indymilter_test::{Status, TestConnection};
 
 use common::daemon::Daemon;
-use common::{TestDb, binary, mta};
+use common::{free_port, TestDb, binary, mta};
 
 const SUPPORT: &str = "support@msp.example";
 const ALERTS: &str = "alerts@msp.example";
@@ -25,9 +25,6 @@ const UNKNOWN: &str = "noreply@monitor.unknown.example";
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 // ---------------------------------------------------------------------------------------------
 // The daemon

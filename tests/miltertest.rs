@@ -14,12 +14,12 @@ mod common;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DIRECTORY_SQL, TestDb, binary, mta};
+use common::{free_port, DIRECTORY_SQL, TestDb, binary, mta};
 use indymilter_test::{EomAction, MacroStage, Status, TestConnection};
 
 // ---------------------------------------------------------------------------------------------
@@ -36,9 +36,6 @@ struct Daemon {
     log: PathBuf,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn command(cfg: &Path, url: &str) -> Command {
     let mut c = Command::new(binary());

@@ -240,6 +240,11 @@ pub fn envelope(from: &str, rcpts: &[&str]) -> Envelope {
     e
 }
 
+/// A loopback TCP port free at the moment of asking (for a daemon about to bind it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// The built binary (cargo builds it for integration tests).
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_ticketmilter"))
