@@ -345,3 +345,54 @@ fn oversized_indexed_values_convert_and_stay_idempotent() {
     assert_ne!(second.outcome, Verdict::Created, "{second:?}");
     assert_eq!(second.object.as_ref().and_then(|o| o.ticket_number.clone()), Some(number(&first)));
 }
+
+/// A lock held elsewhere for longer than the lock wait (`busy_timeout_ms`): every message queued
+/// behind it gets its database error after about one wait — on PostgreSQL too, whose locks are
+/// taken statement by statement, so that each message of a group would otherwise wait again —
+/// and, once the lock is gone, each converts once.
+#[test]
+fn messages_behind_a_lock_held_elsewhere_fail_after_one_lock_wait() {
+    use diesel::connection::SimpleConnection;
+    use std::time::{Duration, Instant};
+    use ticketmilter::store::{ConnOptions, Store, StoreOptions};
+    const MESSAGES: usize = 8;
+    let wait = Duration::from_millis(1000);
+    let db = TestDb::directory();
+    let opts = StoreOptions { conn: ConnOptions { busy_timeout: wait, ..ConnOptions::default() }, ..StoreOptions::default() };
+    let engine = std::sync::Arc::new(ticketmilter::Engine::new(Store::open(&db.url(), opts).unwrap()).unwrap());
+    let raw = |i: usize| msg("alice@example.com", &format!("behind the lock {i}"), Some(&format!("lock{i}@x")), "", "x\r\n");
+    let mut locker = db.store.conn().unwrap();
+    locker.batch_execute(common::hold_write_lock_sql()).unwrap();
+    // The lock goes when the test says so, or after a minute: a wait without limit shows as a
+    // failure, not a hang.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let _ = released.recv_timeout(Duration::from_secs(60));
+        locker.batch_execute("ROLLBACK;").unwrap();
+    });
+    let started = Instant::now();
+    let threads: Vec<_> = (0..MESSAGES)
+        .map(|i| {
+            let engine = engine.clone();
+            std::thread::spawn(move || engine.process(&envelope("", &[SUPPORT]), &raw(i), Options::default()))
+        })
+        .collect();
+    for t in threads {
+        match t.join().unwrap() {
+            Err(ticketmilter::Error::Database(m)) => assert!(m.contains("lock"), "the error should name the lock: {m}"),
+            other => panic!("a message behind the lock should fail with a database error: {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    // One or two groups of messages, each failing after one wait; a wait per message would be
+    // at least MESSAGES waits.
+    assert!(took < wait * 5, "{MESSAGES} messages behind the lock were answered after {took:?} (lock wait {wait:?})");
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    for i in 0..MESSAGES {
+        let o = engine.process(&envelope("", &[SUPPORT]), &raw(i), Options::default()).unwrap();
+        assert_eq!(o[0].outcome, Verdict::Created, "message {i} after the release: {o:?}");
+    }
+    assert_eq!(db.count("SELECT count(*) AS n FROM tickets WHERE title LIKE 'behind the lock %'"), MESSAGES as i64);
+    eprintln!("{MESSAGES} messages behind a lock held elsewhere answered in {took:?} (lock wait {wait:?})");
+}

@@ -591,8 +591,8 @@ fn full_disk_tempfails_and_converts_once_after_space_returns() {
 }
 
 /// A transaction elsewhere holds the lock the milter's writer needs (SQLite: the write lock,
-/// with a busy timeout of a minute; PostgreSQL: an EXCLUSIVE lock on the tables a conversion
-/// writes, where the writer waits without limit) for longer than Postfix's
+/// PostgreSQL: an EXCLUSIVE lock on the tables a conversion writes; the milter's lock wait,
+/// `busy_timeout_ms`, is a minute) for longer than Postfix's
 /// `milter_content_timeout` (5 s here). The milter answers each message at its own deadline
 /// (`eom_timeout` = 2 s) with 451 4.3.0 and a line saying so — Postfix never times the milter
 /// out. The conversions waiting behind the lock commit when it is released, after their answer:

@@ -809,8 +809,8 @@ async fn a_missing_table_tempfails() {
 async fn a_conversion_over_eom_timeout_tempfails_and_the_retry_is_a_duplicate() {
     use diesel::connection::SimpleConnection;
     let m = Milter::start(MilterConfig { eom_timeout: 1, ..cfg() }).await;
-    // Another writer holds the database for 4 s (the milter's busy timeout is 5 s; PostgreSQL
-    // waits for a lock as long as it takes).
+    // Another writer holds the database for 4 s (within the milter's lock wait of 5 s: SQLite's
+    // busy timeout, PostgreSQL's lock_timeout).
     let mut locker = m.db.store.conn().unwrap();
     locker.batch_execute(common::hold_write_lock_sql()).unwrap();
     let release = std::thread::spawn(move || {

@@ -189,7 +189,8 @@ pub struct DatabaseConfig {
     pub pool_size: u32,
     /// Seconds to wait for a connection before the message is tempfailed.
     pub connect_timeout: u64,
-    /// Milliseconds SQLite waits for a lock held by another writer.
+    /// Milliseconds a statement waits for a lock held elsewhere (SQLite's busy timeout,
+    /// PostgreSQL's `lock_timeout`) before the message is tempfailed.
     pub busy_timeout_ms: u64,
 }
 

@@ -196,9 +196,19 @@ fn commit(committer: &mut Committer, batch: &[Job]) -> Vec<Result<Vec<Outcome>>>
     let mut results: Vec<Result<Vec<Outcome>>> = Vec::with_capacity(batch.len());
     let started = std::time::Instant::now();
     let mut work = std::time::Duration::ZERO;
+    let lock_wait = committer.lock_wait();
     let committed = committer.transact(Finish::Commit, |conn| {
         for job in batch {
-            results.push(one(conn, &job.prepared));
+            let began = std::time::Instant::now();
+            let result = one(conn, &job.prepared);
+            if let Some(e) = result.as_ref().err().filter(|e| waited_for_a_lock(e, began, lock_wait)) {
+                // The others would each wait as long again (PostgreSQL takes its locks statement
+                // by statement): they get the same answer now.
+                let e = e.clone();
+                results.resize_with(batch.len(), || Err(e.clone()));
+                break;
+            }
+            results.push(result);
         }
         work = started.elapsed();
         Ok(())
@@ -218,18 +228,27 @@ fn commit(committer: &mut Committer, batch: &[Job]) -> Vec<Result<Vec<Outcome>>>
 fn commit_alone(committer: &mut Committer, p: &Prepared) -> Option<Result<Vec<Outcome>>> {
     let started = std::time::Instant::now();
     let mut work = std::time::Duration::ZERO;
-    let mut write_failed = false;
+    let mut retry = false;
+    let lock_wait = committer.lock_wait();
     let committed = committer.transact(Finish::Commit, |conn| {
         let written = write_prepared_alone(conn, p);
         work = started.elapsed();
-        write_failed = written.is_err();
+        // Not after a lock wait that timed out: the retry would wait as long again.
+        retry = written.as_ref().err().is_some_and(|e| !waited_for_a_lock(e, started, lock_wait));
         written
     });
-    if write_failed {
+    if retry {
         return None;
     }
     log_transaction(1, started, work);
     Some(committed)
+}
+
+/// A database error after at least the lock wait: most likely a lock held elsewhere that the
+/// statement gave up on (PostgreSQL's `lock_timeout`). Whatever it was, trying again in the same
+/// transaction would keep the messages behind it waiting as long again.
+fn waited_for_a_lock(e: &Error, began: std::time::Instant, lock_wait: std::time::Duration) -> bool {
+    matches!(e, Error::Database(_)) && began.elapsed() >= lock_wait
 }
 
 /// Where the writer's time goes: the statements (`work`, from `started`), then the commit (with

@@ -201,7 +201,8 @@ fn redact_password(url: &str) -> String {
 /// Per-connection settings.
 #[derive(Debug, Clone)]
 pub struct ConnOptions {
-    /// How long SQLite waits for a lock before giving up.
+    /// How long a statement waits for a lock held elsewhere before it fails (SQLite's busy
+    /// timeout, PostgreSQL's `lock_timeout`).
     pub busy_timeout: Duration,
     /// How long a PostgreSQL connection attempt may take (libpq `connect_timeout`).
     pub connect_timeout: Duration,
@@ -236,7 +237,11 @@ pub fn establish(url: &DbUrl, opts: &ConnOptions) -> Result<AnyConnection, Conne
             };
             let mut c = PgConnection::establish(&url)?;
             // UTC like SQLite: CURRENT_TIMESTAMP in admin SQL and the stored times agree.
-            c.batch_execute("SET client_min_messages = WARNING; SET TIME ZONE 'UTC'")
+            // lock_timeout like SQLite's busy timeout: a lock held elsewhere (an open
+            // transaction in psql, a long report) fails the statement after a bounded wait, and
+            // the message is tempfailed then instead of at the end-of-message deadline.
+            let ms = opts.busy_timeout.as_millis().clamp(1, i32::MAX as u128);
+            c.batch_execute(&format!("SET client_min_messages = WARNING; SET TIME ZONE 'UTC'; SET lock_timeout = {ms}"))
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(AnyConnection::Postgres(c))
         }

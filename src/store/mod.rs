@@ -148,9 +148,10 @@ impl Store {
             DbUrl::Sqlite(_) => run(&mut *self.conn()?),
             DbUrl::Postgres(_) => {
                 use diesel::connection::SimpleConnection;
-                // (ConnOptions only concern SQLite.)
+                // Another process's migration is waited for however long it takes (no
+                // lock_timeout): both would otherwise fail their start.
                 let mut conn = open_one(&self.url, &ConnOptions::default())?;
-                conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
+                conn.batch_execute(&format!("SET lock_timeout = 0; SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})"))
                     .map_err(|e| single_line(Error::Database(format!("cannot take the migration lock: {e}"))))?;
                 run(&mut conn).map_err(single_line)
             }
@@ -230,6 +231,11 @@ pub struct Committer {
 }
 
 impl Committer {
+    /// How long a statement of this committer waits for a lock held elsewhere.
+    pub fn lock_wait(&self) -> std::time::Duration {
+        self.store.conn_opts.busy_timeout
+    }
+
     /// Run `f` in one write transaction that ends as `finish` says. On SQLite the commit is
     /// durable only once the `WalFlush` that came with this committer (if any) has flushed.
     pub fn transact<T>(&mut self, finish: Finish, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
