@@ -9,8 +9,6 @@ use std::process::Command;
 use common::daemon::Daemon;
 use common::{free_port, TestDb, binary};
 
-
-
 #[test]
 fn sighup_and_the_reload_interval_pick_up_sql_changes_and_sigterm_stops_cleanly() {
     let db = TestDb::directory();

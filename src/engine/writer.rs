@@ -186,7 +186,9 @@ fn flush_and_answer(mut flush: Flush, rx: mpsc::Receiver<Vec<Answer>>) {
 }
 
 /// Write a batch in one transaction. A message whose writing fails is rolled back to its
-/// savepoint and gets its error; when the commit itself fails, every message gets that error.
+/// savepoint and gets its error; one that failed only after the lock wait gives its error to
+/// the messages after it too (see `waited_for_a_lock`); when the commit itself fails, every
+/// message gets that error.
 fn commit(committer: &mut Committer, batch: &[Job]) -> Vec<Result<Vec<Outcome>>> {
     if let [job] = batch {
         if let Some(done) = commit_alone(committer, &job.prepared) {

@@ -484,7 +484,8 @@ fn log_outcomes(qid: &str, sender: &str, outcomes: &[Outcome], plan: &EomPlan, s
     for o in outcomes {
         let rejected = o.outcome == Verdict::Rejected;
         // The line is built only when the log level shows it.
-        if !(if rejected { tracing::enabled!(tracing::Level::WARN) } else { tracing::enabled!(tracing::Level::INFO) }) {
+        let shown = if rejected { tracing::enabled!(tracing::Level::WARN) } else { tracing::enabled!(tracing::Level::INFO) };
+        if !shown {
             continue;
         }
         let ticket = o.object.as_ref().and_then(|x| x.ticket_number.as_deref()).unwrap_or("-");
