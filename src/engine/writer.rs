@@ -248,10 +248,15 @@ fn commit_alone(committer: &mut Committer, p: &Prepared) -> Option<Result<Vec<Ou
 
 /// A database error after at least the lock wait: most likely a lock held elsewhere that the
 /// statement gave up on (PostgreSQL's `lock_timeout`). Whatever it was, trying again in the same
-/// transaction would keep the messages behind it waiting as long again.
+/// transaction would keep the messages behind it waiting as long again. A lock wait shorter
+/// than `LOCK_WAIT_FLOOR` counts as that floor: with `busy_timeout_ms` at 0 or a few ms, an
+/// ordinary failure (a unique-key conflict with a concurrent twin) still gets its retry.
 fn waited_for_a_lock(e: &Error, began: std::time::Instant, lock_wait: std::time::Duration) -> bool {
-    matches!(e, Error::Database(_)) && began.elapsed() >= lock_wait
+    matches!(e, Error::Database(_)) && began.elapsed() >= lock_wait.max(LOCK_WAIT_FLOOR)
 }
+
+/// See `waited_for_a_lock`.
+const LOCK_WAIT_FLOOR: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Where the writer's time goes: the statements (`work`, from `started`), then the commit (with
 /// its flush when there is no flushing thread).
@@ -314,6 +319,18 @@ mod tests {
             next.take().unwrap_or(Ok(()))
         });
         (flush, started, go)
+    }
+
+    #[test]
+    fn only_a_database_error_after_the_lock_wait_counts_as_a_lock_wait() {
+        let db = || Error::Database("canceling statement due to lock timeout".into());
+        let ago = |ms| std::time::Instant::now() - Duration::from_millis(ms);
+        assert!(waited_for_a_lock(&db(), ago(1_100), Duration::from_secs(1)));
+        assert!(!waited_for_a_lock(&db(), ago(500), Duration::from_secs(1)), "before the wait was over");
+        assert!(!waited_for_a_lock(&Error::Internal("panicked".into()), ago(1_100), Duration::from_secs(1)), "not a database error");
+        // A lock wait of 0 (fail at once) does not make every failure a lock wait.
+        assert!(!waited_for_a_lock(&db(), ago(5), Duration::ZERO));
+        assert!(waited_for_a_lock(&db(), ago(300), Duration::ZERO));
     }
 
     #[test]
