@@ -203,12 +203,13 @@ fn commit(committer: &mut Committer, batch: &[Job]) -> Vec<Result<Vec<Outcome>>>
         for job in batch {
             let began = std::time::Instant::now();
             let result = one(conn, &job.prepared);
-            if let Some(e) = result.as_ref().err().filter(|e| waited_for_a_lock(e, began, lock_wait)) {
-                // The others would each wait as long again (PostgreSQL takes its locks statement
-                // by statement): they get the same answer now.
-                let e = e.clone();
-                results.resize_with(batch.len(), || Err(e.clone()));
-                break;
+            if let Err(e) = &result {
+                if waited_for_a_lock(e, began, lock_wait) {
+                    // The others would each wait as long again (PostgreSQL takes its locks
+                    // statement by statement): they get the same answer now.
+                    results.resize_with(batch.len(), || Err(e.clone()));
+                    break;
+                }
             }
             results.push(result);
         }

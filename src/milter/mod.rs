@@ -347,9 +347,11 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         };
         (plan, Tally::Failed { mailboxes: mailboxes_of(shared, session), why: Handled::TooLarge })
     } else {
+        // The bare sender is kept for the log line too.
+        let sender = bare_address(&session.sender);
         let envelope = Envelope {
-            sender: bare_address(&session.sender),
-            null_sender: bare_address(&session.sender).is_empty(),
+            sender: sender.clone(),
+            null_sender: sender.is_empty(),
             recipients: session.rcpts.iter().map(|r| bare_address(r)).collect(),
             queue_id: (qid != "NOQUEUE").then(|| qid.clone()),
             client_addr: session.client.or_else(|| macro_value(&cx.macros, c"{client_addr}").and_then(|v| client_address(&v))),
@@ -365,7 +367,6 @@ async fn end_of_message(shared: &Arc<Shared>, cx: &mut EomContext<Session>) -> S
         // the answer is awaited here without a thread held for it. The preparing task is not
         // awaited: this task wakes once, for the answer. A panic while preparing is the
         // message's answer too (an error), never a silence.
-        let sender = envelope.sender.clone();
         let (answer, outcomes) = tokio::sync::oneshot::channel();
         drop(tokio::task::spawn_blocking(move || {
             let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.prepare(envelope, raw)));
