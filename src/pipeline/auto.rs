@@ -26,7 +26,7 @@
 //! the raw message is parsed again only for reports and for bounce candidates.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 use regex::Regex;
 use serde::Serialize;
 use std::sync::LazyLock;
@@ -847,7 +847,8 @@ fn dsn(inbound: &Inbound, parts: ReportParts) -> AutoMail {
 /// Read the message again and collect the report parts at its top level.
 fn report_parts(raw: &[u8]) -> ReportParts {
     let mut out = ReportParts::default();
-    let Some(msg) = MessageParser::default().parse(skip_mbox_separator(raw)) else {
+    let mut mended = None;
+    let (Some(msg), _) = super::parse::parse_mime(skip_mbox_separator(raw), &mut mended) else {
         return out;
     };
     for part in &msg.parts {

@@ -39,13 +39,30 @@ fn plain_text(raw: &[u8], problem: &str) -> Inbound {
     }
 }
 
-fn parse_message(raw: &[u8]) -> Inbound {
+/// mail-parser's reading of `raw`, with the closing delimiters that the message lacks put back
+/// first (see `unclosed_multipart`): the message, and whether it was mended. `mended` keeps the
+/// mended bytes that the message then borrows.
+pub(crate) fn parse_mime<'a>(raw: &'a [u8], mended: &'a mut Option<Vec<u8>>) -> (Option<Message<'a>>, bool) {
     let parsed = MessageParser::default().parse(raw);
+    match parsed.as_ref().and_then(unclosed_multipart) {
+        Some(first) => (MessageParser::default().parse(mended.insert(mend_unclosed_multiparts(raw, first))), true),
+        None => (parsed, false),
+    }
+}
+
+fn parse_message(raw: &[u8]) -> Inbound {
+    let mut mended = None;
+    let (parsed, was_mended) = parse_mime(raw, &mut mended);
+    let mut problems = Vec::new();
+    if was_mended {
+        problems.push("a multipart part was not closed before the next part of the one enclosing it; it was read as ending there".into());
+    }
     let Some(msg) = parsed.filter(|m| !m.headers().is_empty()) else {
         return plain_text(raw, "the message has no header section; kept as plain text");
     };
     let mut inbound = Inbound {
         content_hash: content_hash(raw),
+        problems,
         ..Inbound::default()
     };
 
@@ -89,6 +106,120 @@ fn parse_message(raw: &[u8]) -> Inbound {
     inbound.html = html;
     inbound.attachments = attachments;
     inbound
+}
+
+/// Most missing closing delimiters put back in one message (each costs a parse).
+const MAX_MENDS: usize = 8;
+
+/// Where a closing delimiter is missing: the position of the delimiter line of an enclosing
+/// multipart that an inner part ran into, and the closing lines to put before it (innermost
+/// first, each with its line end).
+struct Unclosed {
+    at: usize,
+    closers: Vec<u8>,
+}
+
+/// A multipart never closed, followed by the next delimiter of a multipart enclosing it (a
+/// mailer or a gateway dropped the closing line — seen in delivery reports). MIME readers end
+/// the inner parts at that delimiter (RFC 2046 § 5.1.2: an enclosing boundary ends the inner
+/// body); mail-parser reads the inner part on to the end of the message, so its text would carry
+/// the rest of the message undecoded and the parts after it would be lost.
+///
+/// Such a part ends where the multipart holding it ends (a closed one ends before its parent's
+/// closing delimiter); only those are searched.
+fn unclosed_multipart(msg: &Message<'_>) -> Option<Unclosed> {
+    let parts = &msg.parts;
+    // A part inside a multipart inside a multipart, at least.
+    if parts.len() < 3 {
+        return None;
+    }
+    let raw = msg.raw_message();
+    let boundary = |id: usize| parts[id].content_type().and_then(|c| c.attribute("boundary"));
+    let mut parent: Vec<Option<usize>> = vec![None; parts.len()];
+    for (id, part) in parts.iter().enumerate() {
+        if let PartType::Multipart(children) = &part.body {
+            // A child id that does not lead deeper (a malformed tree) is left out.
+            for child in children.iter().map(|&c| c as usize).filter(|&c| c > id && c < parts.len()) {
+                parent[child] = Some(id);
+            }
+        }
+    }
+    let mut found: Option<Unclosed> = None;
+    for (id, part) in parts.iter().enumerate() {
+        let Some(own) = parent[id] else { continue };
+        if matches!(part.body, PartType::Multipart(_)) || parent[own].is_none() || part.offset_end < parts[own].offset_end {
+            continue;
+        }
+        let body = raw.get(part.offset_body as usize..part.offset_end as usize).unwrap_or_default();
+        // The earliest delimiter line of a multipart enclosing the part's own, and that one.
+        let mut hit: Option<(usize, usize)> = None;
+        let mut up = parent[own];
+        while let Some(outer) = up {
+            let pos = boundary(outer).and_then(|b| delimiter_line(body, b));
+            if let Some(pos) = pos.filter(|&pos| hit.is_none_or(|(p, _)| pos < p)) {
+                hit = Some((pos, outer));
+            }
+            up = parent[outer];
+        }
+        let Some((pos, outer)) = hit else { continue };
+        let at = part.offset_body as usize + pos;
+        if found.as_ref().is_some_and(|f| f.at <= at) {
+            continue;
+        }
+        let eol: &[u8] = if raw[..at].ends_with(b"\r\n") { b"\r\n" } else { b"\n" };
+        // Close the part's own multipart and every one up to the one whose delimiter it met.
+        let mut closers = Vec::new();
+        let mut open = Some(own);
+        while let Some(m) = open.filter(|&m| m != outer) {
+            if let Some(b) = boundary(m) {
+                closers.extend_from_slice(b"--");
+                closers.extend_from_slice(b.as_bytes());
+                closers.extend_from_slice(b"--");
+                closers.extend_from_slice(eol);
+            }
+            open = parent[m];
+        }
+        found = Some(Unclosed { at, closers });
+    }
+    found
+}
+
+/// Where a line `--BOUNDARY` (a delimiter, or the closing one) starts in `body`.
+fn delimiter_line(body: &[u8], boundary: &str) -> Option<usize> {
+    let mut needle = Vec::with_capacity(boundary.len() + 2);
+    needle.extend_from_slice(b"--");
+    needle.extend_from_slice(boundary.as_bytes());
+    memchr::memmem::find_iter(body, &needle).find(|&pos| {
+        let line_start = pos == 0 || body[pos - 1] == b'\n';
+        let rest = &body[pos + needle.len()..];
+        let line_end = match rest.first() {
+            None | Some(b'\r' | b'\n' | b' ' | b'\t') => true,
+            Some(b'-') => rest.get(1) == Some(&b'-'),
+            Some(_) => false,
+        };
+        line_start && line_end
+    })
+}
+
+/// `raw` with the missing closing delimiters put back, starting with `first`; parsed again after
+/// each, up to `MAX_MENDS` of them.
+fn mend_unclosed_multiparts(raw: &[u8], first: Unclosed) -> Vec<u8> {
+    let put_back = |raw: &[u8], u: Unclosed| {
+        let mut out = Vec::with_capacity(raw.len() + u.closers.len());
+        out.extend_from_slice(&raw[..u.at]);
+        out.extend_from_slice(&u.closers);
+        out.extend_from_slice(&raw[u.at..]);
+        out
+    };
+    let mut mended = put_back(raw, first);
+    for _ in 1..MAX_MENDS {
+        let next = MessageParser::default().parse(&mended).as_ref().and_then(unclosed_multipart);
+        match next {
+            Some(u) => mended = put_back(&mended, u),
+            None => break,
+        }
+    }
+    mended
 }
 
 /// A leading mbox `From ` line is not part of the message.
@@ -877,5 +1008,64 @@ mod naming_tests {
         raw.extend_from_slice(b"\x83\x63\x81\x5b\x83\x8b");
         raw.extend_from_slice(b"\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\nx\r\n");
         assert_eq!(parse(&raw).subject, "ツール");
+    }
+}
+
+#[cfg(test)]
+mod mend_tests {
+    use super::*;
+
+    /// A delivery report whose first part (related > alternative > text) is never closed: the
+    /// report's next delimiter follows the text directly.
+    const REPORT: &str = "From: Mail Delivery System <mailer-daemon@mx.example>\r\nSubject: Delayed\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"out\"\r\n\r\n--out\r\nContent-Type: multipart/related; boundary=\"rel\"\r\n\r\n--rel\r\nContent-Type: multipart/alternative; boundary=\"alt\"\r\n\r\n--alt\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nein vor=C3=BCbergehendes Problem, noch wei=\r\ntere 46 Stunden\r\n\r\n--out\r\nContent-Type: message/delivery-status\r\n\r\nAction: delayed\r\nStatus: 4.4.1\r\n\r\n--out\r\nContent-Type: message/rfc822\r\n\r\nSubject: Printer on floor 2\r\n\r\nABC\r\n\r\n--out--\r\n";
+
+    #[test]
+    fn an_enclosing_delimiter_ends_unclosed_inner_multiparts() {
+        let m = parse(REPORT.as_bytes());
+        assert_eq!(m.text, "ein vorübergehendes Problem, noch weitere 46 Stunden");
+        let names: Vec<&str> = m.attachments.iter().map(|a| a.filename.as_str()).collect();
+        assert_eq!(names, ["delivery-status.txt", "Printer on floor 2.eml"]);
+        assert!(m.problems.iter().any(|p| p.contains("not closed")), "{:?}", m.problems);
+        // The same with LF line ends.
+        let lf = parse(REPORT.replace("\r\n", "\n").as_bytes());
+        assert_eq!((lf.text.as_str(), lf.attachments.len()), (m.text.as_str(), 2));
+    }
+
+    #[test]
+    fn an_html_part_left_open_stays_the_html_body() {
+        let raw = "From: a@b.example\r\nContent-Type: multipart/related; boundary=\"r\"\r\n\r\n--r\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nplain\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>rich</p>\r\n\r\n--r--\r\n";
+        let m = parse(raw.as_bytes());
+        assert_eq!(m.text, "plain");
+        assert_eq!(m.html.as_deref().map(str::trim), Some("<p>rich</p>"));
+        assert!(m.attachments.is_empty(), "{:?}", m.attachments.iter().map(|a| &a.filename).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn closed_multiparts_and_look_alike_lines_are_left_alone() {
+        // Closed everywhere; a body line that only starts like the outer boundary.
+        let raw = "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: multipart/alternative; boundary=\"a\"\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\nsee --mx and\r\n--mail\r\n--a--\r\n--m\r\nContent-Type: text/csv; name=\"x.csv\"\r\n\r\n1,2\r\n--m--\r\n";
+        let m = parse(raw.as_bytes());
+        assert!(m.problems.is_empty(), "{:?}", m.problems);
+        assert_eq!(m.text, "see --mx and\n--mail");
+        assert_eq!(m.attachments.len(), 1);
+        let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        assert!(unclosed_multipart(&msg).is_none());
+        assert_eq!(delimiter_line(b"x\n--mx\n--m--\n", "m"), Some(7));
+        assert_eq!(delimiter_line(b"--m\t\n", "m"), Some(0));
+        assert_eq!(delimiter_line(b"a --m\n--m-x\n", "m"), None);
+    }
+
+    #[test]
+    fn deep_nesting_left_open_is_mended_within_bounds() {
+        // Sixty multiparts, each opened and none closed, then the outermost one's delimiter and
+        // closing line: parsed without a panic, in a bounded number of passes.
+        let mut raw = String::from("From: a@b.example\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n");
+        for i in 0..60 {
+            raw.push_str(&format!("--b{i}\r\nContent-Type: multipart/mixed; boundary=\"b{}\"\r\n\r\n", i + 1));
+        }
+        raw.push_str("--b60\r\nContent-Type: text/plain\r\n\r\ndeep\r\n--b0\r\nContent-Type: text/plain; name=\"after.txt\"\r\n\r\nafter\r\n--b0--\r\n");
+        let m = parse(raw.as_bytes());
+        assert!(m.text.starts_with("deep"), "{:?}", m.text);
+        assert!(m.problems.iter().any(|p| p.contains("not closed")), "{:?}", m.problems);
     }
 }
