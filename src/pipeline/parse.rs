@@ -39,24 +39,24 @@ fn plain_text(raw: &[u8], problem: &str) -> Inbound {
     }
 }
 
-/// mail-parser's reading of `raw`, with the closing delimiters that the message lacks put back
-/// first (see `unclosed_multipart`): the message, and whether it was mended. `mended` keeps the
-/// mended bytes that the message then borrows.
-pub(crate) fn parse_mime<'a>(raw: &'a [u8], mended: &'a mut Option<Vec<u8>>) -> (Option<Message<'a>>, bool) {
+/// mail-parser's reading of `raw`, with the MIME structure mended first where mail clients read
+/// it otherwise than mail-parser does (see `needed_mend`): the message, and what was mended.
+/// `mended` keeps the mended bytes that the message then borrows.
+pub(crate) fn parse_mime<'a>(raw: &'a [u8], mended: &'a mut Option<Vec<u8>>) -> (Option<Message<'a>>, Vec<&'static str>) {
     let parsed = MessageParser::default().parse(raw);
-    match parsed.as_ref().and_then(unclosed_multipart) {
-        Some(first) => (MessageParser::default().parse(mended.insert(mend_unclosed_multiparts(raw, first))), true),
-        None => (parsed, false),
+    match parsed.as_ref().and_then(needed_mend) {
+        Some(first) => {
+            let (bytes, why) = mend(raw, first);
+            (MessageParser::default().parse(mended.insert(bytes)), why)
+        }
+        None => (parsed, Vec::new()),
     }
 }
 
 fn parse_message(raw: &[u8]) -> Inbound {
     let mut mended = None;
-    let (parsed, was_mended) = parse_mime(raw, &mut mended);
-    let mut problems = Vec::new();
-    if was_mended {
-        problems.push("a multipart part was not closed before the next part of the one enclosing it; it was read as ending there".into());
-    }
+    let (parsed, mends) = parse_mime(raw, &mut mended);
+    let problems = mends.into_iter().map(String::from).collect();
     let Some(msg) = parsed.filter(|m| !m.headers().is_empty()) else {
         return plain_text(raw, "the message has no header section; kept as plain text");
     };
@@ -108,15 +108,19 @@ fn parse_message(raw: &[u8]) -> Inbound {
     inbound
 }
 
-/// Most missing closing delimiters put back in one message (each costs a parse).
+/// Most mends of one message (each costs a parse).
 const MAX_MENDS: usize = 8;
 
-/// Where a closing delimiter is missing: the position of the delimiter line of an enclosing
-/// multipart that an inner part ran into, and the closing lines to put before it (innermost
-/// first, each with its line end).
-struct Unclosed {
+/// A mend of the raw message: bytes to insert at a position, and why.
+struct Mend {
     at: usize,
-    closers: Vec<u8>,
+    insert: Vec<u8>,
+    why: &'static str,
+}
+
+/// The first mend the parsed message needs, if any.
+fn needed_mend(msg: &Message<'_>) -> Option<Mend> {
+    unclosed_multipart(msg).or_else(|| text_in_part_header(msg))
 }
 
 /// A multipart never closed, followed by the next delimiter of a multipart enclosing it (a
@@ -127,7 +131,7 @@ struct Unclosed {
 ///
 /// Such a part ends where the multipart holding it ends (a closed one ends before its parent's
 /// closing delimiter); only those are searched.
-fn unclosed_multipart(msg: &Message<'_>) -> Option<Unclosed> {
+fn unclosed_multipart(msg: &Message<'_>) -> Option<Mend> {
     let parts = &msg.parts;
     // A part inside a multipart inside a multipart, at least.
     if parts.len() < 3 {
@@ -144,7 +148,7 @@ fn unclosed_multipart(msg: &Message<'_>) -> Option<Unclosed> {
             }
         }
     }
-    let mut found: Option<Unclosed> = None;
+    let mut found: Option<Mend> = None;
     for (id, part) in parts.iter().enumerate() {
         let Some(own) = parent[id] else { continue };
         if matches!(part.body, PartType::Multipart(_)) || parent[own].is_none() || part.offset_end < parts[own].offset_end {
@@ -179,7 +183,11 @@ fn unclosed_multipart(msg: &Message<'_>) -> Option<Unclosed> {
             }
             open = parent[m];
         }
-        found = Some(Unclosed { at, closers });
+        found = Some(Mend {
+            at,
+            insert: closers,
+            why: "a multipart part was not closed before the next part of the one enclosing it; it was read as ending there",
+        });
     }
     found
 }
@@ -201,25 +209,74 @@ fn delimiter_line(body: &[u8], boundary: &str) -> Option<usize> {
     })
 }
 
-/// `raw` with the missing closing delimiters put back, starting with `first`; parsed again after
-/// each, up to `MAX_MENDS` of them.
-fn mend_unclosed_multiparts(raw: &[u8], first: Unclosed) -> Vec<u8> {
-    let put_back = |raw: &[u8], u: Unclosed| {
-        let mut out = Vec::with_capacity(raw.len() + u.closers.len());
-        out.extend_from_slice(&raw[..u.at]);
-        out.extend_from_slice(&u.closers);
-        out.extend_from_slice(&raw[u.at..]);
+/// A part of a multipart whose header runs straight into its text, without the blank line
+/// between them: mail clients (and Python's `email`) take the first line that is no header
+/// field for the start of the text; mail-parser takes it for a broken field, and the part
+/// comes out empty. Only parts that came out empty are looked at; the message's own header
+/// keeps mail-parser's reading (a stray line there is skipped, the fields after it kept).
+fn text_in_part_header(msg: &Message<'_>) -> Option<Mend> {
+    let raw = msg.raw_message();
+    msg.parts.iter().skip(1).find_map(|part| {
+        if matches!(part.body, PartType::Multipart(_) | PartType::Message(_)) || part.offset_body < part.offset_end {
+            return None;
+        }
+        let (start, end) = (part.offset_header as usize, part.offset_body as usize);
+        let pos = first_non_field_line(raw.get(start..end)?)?;
+        let at = start + pos;
+        let eol: &[u8] = if raw[..at].ends_with(b"\r\n") { b"\r\n" } else { b"\n" };
+        Some(Mend {
+            at,
+            insert: eol.to_vec(),
+            why: "a part's header ran into its text without a blank line; the text was read from the first line that is no header field",
+        })
+    })
+}
+
+/// Where the first line of a header block that is neither a field (`Name: value`), nor the
+/// continuation of one, nor the blank line ending the block starts.
+fn first_non_field_line(block: &[u8]) -> Option<usize> {
+    let mut pos = 0;
+    for line in block.split_inclusive(|&b| b == b'\n') {
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.is_empty() {
+            return None;
+        }
+        let continuation = matches!(content[0], b' ' | b'\t');
+        let field = content.iter().position(|&b| b == b':').is_some_and(|colon| {
+            let name = content[..colon].trim_ascii_end();
+            !name.is_empty() && name.iter().all(|b| b.is_ascii_graphic())
+        });
+        if !continuation && !field {
+            return Some(pos);
+        }
+        pos += line.len();
+    }
+    None
+}
+
+/// `raw` mended, starting with `first` and parsed again after each mend, up to `MAX_MENDS` of
+/// them; and what was mended, each kind once.
+fn mend(raw: &[u8], first: Mend) -> (Vec<u8>, Vec<&'static str>) {
+    let mut why = Vec::new();
+    let mut apply = |raw: &[u8], m: Mend| {
+        if !why.contains(&m.why) {
+            why.push(m.why);
+        }
+        let mut out = Vec::with_capacity(raw.len() + m.insert.len());
+        out.extend_from_slice(&raw[..m.at]);
+        out.extend_from_slice(&m.insert);
+        out.extend_from_slice(&raw[m.at..]);
         out
     };
-    let mut mended = put_back(raw, first);
+    let mut mended = apply(raw, first);
     for _ in 1..MAX_MENDS {
-        let next = MessageParser::default().parse(&mended).as_ref().and_then(unclosed_multipart);
-        match next {
-            Some(u) => mended = put_back(&mended, u),
+        match MessageParser::default().parse(&mended).as_ref().and_then(needed_mend) {
+            Some(m) => mended = apply(&mended, m),
             None => break,
         }
     }
-    mended
+    (mended, why)
 }
 
 /// A leading mbox `From ` line is not part of the message.
@@ -599,9 +656,11 @@ fn push_block(out: &mut String, piece: &str) {
         return;
     }
     if !out.is_empty() {
+        // One blank line between blocks, whatever line ends the pieces bring.
+        out.truncate(out.trim_end_matches(['\r', '\n']).len());
         out.push_str("\n\n");
     }
-    out.push_str(piece);
+    out.push_str(piece.trim_start_matches(['\r', '\n']));
 }
 
 /// LF line ends, no trailing whitespace on lines, no NULs, no leading/trailing blank lines.
@@ -1069,5 +1128,36 @@ mod mend_tests {
         let names: Vec<&str> = m.attachments.iter().map(|a| a.filename.as_str()).collect();
         assert_eq!(names, ["after.txt"]);
         assert!(m.problems.iter().any(|p| p.contains("not closed")), "{:?}", m.problems);
+    }
+}
+
+#[cfg(test)]
+mod part_header_tests {
+    use super::*;
+
+    #[test]
+    fn text_right_after_a_part_header_is_the_part_text() {
+        let raw = "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\nDrucker im 2. Stock: Papierstau\r\nBitte kommen.\r\n\r\n--m\r\nContent-Type: text/csv; name=\"log.csv\"\r\n\r\n1,2\r\n--m--\r\n";
+        let m = parse(raw.as_bytes());
+        // The first line has a colon but no field name before it: text, from there on.
+        assert_eq!(m.text, "Drucker im 2. Stock: Papierstau\nBitte kommen.");
+        assert_eq!(m.attachments.len(), 1);
+        assert!(m.problems.iter().any(|p| p.contains("without a blank line")), "{:?}", m.problems);
+    }
+
+    #[test]
+    fn header_blocks_are_read_field_by_field() {
+        assert_eq!(first_non_field_line(b"Content-Type: text/plain\nbar\n\n"), Some(25));
+        assert_eq!(first_non_field_line(b"Content-Type: text/plain;\r\n\tcharset=utf-8\r\nX-Obsolete : yes\r\n\r\n"), None);
+        assert_eq!(first_non_field_line(b"Content-Type: text/plain\r\nno field here: x\r\n"), Some(26));
+        assert_eq!(first_non_field_line(b": no name\n"), Some(0));
+    }
+
+    #[test]
+    fn a_stray_line_in_the_message_header_is_still_skipped() {
+        // The message's own header keeps mail-parser's reading: the Subject after the line stays.
+        let m = parse(b"From: a@b.example\r\nThis line has no colon\r\nSubject: kept\r\n\r\nbody\r\n");
+        assert_eq!((m.subject.as_str(), m.text.as_str()), ("kept", "body"));
+        assert!(m.problems.is_empty(), "{:?}", m.problems);
     }
 }
