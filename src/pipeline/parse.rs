@@ -170,7 +170,7 @@ fn unclosed_multipart(msg: &Message<'_>) -> Option<Mend> {
         if found.as_ref().is_some_and(|f| f.at <= at) {
             continue;
         }
-        let eol: &[u8] = if raw[..at].ends_with(b"\r\n") { b"\r\n" } else { b"\n" };
+        let eol = line_end_before(raw, at);
         // Close the part's own multipart and every one up to the one whose delimiter it met.
         let mut closers = Vec::new();
         let mut open = Some(own);
@@ -223,7 +223,7 @@ fn text_in_part_header(msg: &Message<'_>) -> Option<Mend> {
         let (start, end) = (part.offset_header as usize, part.offset_body as usize);
         let pos = first_non_field_line(raw.get(start..end)?)?;
         let at = start + pos;
-        let eol: &[u8] = if raw[..at].ends_with(b"\r\n") { b"\r\n" } else { b"\n" };
+        let eol = line_end_before(raw, at);
         Some(Mend {
             at,
             insert: eol.to_vec(),
@@ -253,6 +253,11 @@ fn first_non_field_line(block: &[u8]) -> Option<usize> {
         pos += line.len();
     }
     None
+}
+
+/// The line end of the line before `at` (CRLF or LF), for a line put in there.
+fn line_end_before(raw: &[u8], at: usize) -> &'static [u8] {
+    if raw[..at].ends_with(b"\r\n") { b"\r\n" } else { b"\n" }
 }
 
 /// `raw` mended, starting with `first` and parsed again after each mend, up to `MAX_MENDS` of
