@@ -263,22 +263,17 @@ fn line_end_before(raw: &[u8], at: usize) -> &'static [u8] {
 /// `raw` mended, starting with `first` and parsed again after each mend, up to `MAX_MENDS` of
 /// them; and what was mended, each kind once.
 fn mend(raw: &[u8], first: Mend) -> (Vec<u8>, Vec<&'static str>) {
+    let mut mended = raw.to_vec();
     let mut why = Vec::new();
-    let mut apply = |raw: &[u8], m: Mend| {
+    let mut next = Some(first);
+    for n in 1..=MAX_MENDS {
+        let Some(m) = next.take() else { break };
         if !why.contains(&m.why) {
             why.push(m.why);
         }
-        let mut out = Vec::with_capacity(raw.len() + m.insert.len());
-        out.extend_from_slice(&raw[..m.at]);
-        out.extend_from_slice(&m.insert);
-        out.extend_from_slice(&raw[m.at..]);
-        out
-    };
-    let mut mended = apply(raw, first);
-    for _ in 1..MAX_MENDS {
-        match MessageParser::default().parse(&mended).as_ref().and_then(needed_mend) {
-            Some(m) => mended = apply(&mended, m),
-            None => break,
+        mended.splice(m.at..m.at, m.insert);
+        if n < MAX_MENDS {
+            next = MessageParser::default().parse(&mended).as_ref().and_then(needed_mend);
         }
     }
     (mended, why)
