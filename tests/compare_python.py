@@ -45,6 +45,13 @@ ALLOWED = {
     ("malformed-8bit-header-garbage.eml", "title"):
         "raw 8-bit (non-UTF-8) subject bytes: Python shows U+FFFD, the converter decodes them as "
         "windows-1252 (Grüße instead of Gr\ufffd\ufffde)",
+    ("malformed-from-no-local-part.eml", "sender"):
+        "From: \"Acme Billing\"@acme.example> : Python quotes the display name into a local part with a "
+        "space; the converter takes no address from a From that is no one's mailbox (attributed by the "
+        "next header, else the fallback company; no reply sent)",
+    ("malformed-from-name-without-brackets.eml", "sender"):
+        "From: Bernd Acme bernd@acme.example : Python makes '\"Bernd Acme bernd\"@acme.example' of it; "
+        "the converter passes over a From that is no mailbox and takes the Sender header",
 }
 
 # Differences where the converter is wrong (reported as bugs). Listed so that the test guards

@@ -353,6 +353,30 @@ fn the_acknowledgement_id_threads_a_reply_back_to_the_ticket() {
 }
 
 #[test]
+fn a_from_that_is_no_mailbox_is_not_answered_nor_attributed() {
+    let d = Desk::new();
+    d.enable("acknowledgement");
+    d.sql("UPDATE mailboxes SET create_contacts = TRUE WHERE id = 1");
+    d.reload();
+    let contacts = d.count("SELECT count(*) AS n FROM contacts");
+    // What broken From headers leave: no local part, or a name run into the address.
+    for from in ["\"Big Lottery\"@example.com>", "Test test@example.com"] {
+        let o = d.process(&plain(), &Mail::new(from, "You have won"));
+        assert_eq!(o.outcome, Verdict::Created, "{from}: {o:?}");
+        assert!(o.notices.is_empty(), "{from}: {:?}", o.notices);
+        let sender = o.sender.as_ref().expect("a sender report");
+        assert_eq!((sender.address.as_deref(), sender.company.as_deref()), (None, Some("Fallback Inc")), "{from}: {o:?}");
+    }
+    assert_eq!(d.outbox(), 0);
+    assert_eq!(d.count("SELECT count(*) AS n FROM contacts"), contacts, "no contact made of a broken address");
+
+    // The next header that is a mailbox takes the broken From's place, for attribution and reply.
+    let o = d.process(&plain(), &Mail::new("\"Alice\"@example.com>", "Printer broken").header("Reply-To: Alice Example <alice@example.com>"));
+    assert_eq!(o.sender.as_ref().and_then(|s| s.address.as_deref()), Some("alice@example.com"), "{o:?}");
+    assert_eq!(o.notices.iter().map(|n| n.to.as_str()).collect::<Vec<_>>(), ["alice@example.com"], "{:?}", o.notices);
+}
+
+#[test]
 fn an_inactive_acknowledgement_queues_nothing() {
     let d = Desk::new();
     // Installed, but switched off by default.

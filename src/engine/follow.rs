@@ -172,14 +172,15 @@ pub fn follow(c: &mut AnyConnection, p: &Prepared, plan: &Plan, applied: &Applie
     Ok(f)
 }
 
-/// Whom an automatic reply goes to: Reply-To, else the author.
+/// Whom an automatic reply goes to: Reply-To, else the author (mailbox addresses only: a reply
+/// to what a broken header left would only bounce).
 fn reply_address(p: &Prepared) -> Option<String> {
     p.inbound
         .reply_to
         .as_ref()
+        .filter(|a| crate::model::is_mailbox_address(a.email.trim()))
         .or(p.inbound.author())
         .map(|a| a.email.trim().to_ascii_lowercase())
-        .filter(|a| crate::model::domain_of(a).is_some())
 }
 
 /// Local parts that never get automatic mail.

@@ -63,6 +63,38 @@ pub fn domain_of(email: &str) -> Option<String> {
     (!d.is_empty()).then(|| d.to_ascii_lowercase())
 }
 
+/// Whether `email` is a mailbox one can write to: a local part and a domain around one `@`,
+/// the local part a quoted string or atoms (RFC 5322 `atext`, dots, UTF-8 as RFC 6531 allows;
+/// runs of dots are accepted, as MTAs accept them), the domain dot-separated labels of
+/// letters, digits, `-` and `_` (or UTF-8), or an address literal in brackets. Spaces, angle
+/// brackets, commas and an empty part are not: `Test test@example.com`, `@example.com`,
+/// `"Name"@example.com>` are what a broken From header leaves, no one's mailbox.
+pub fn is_mailbox_address(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else { return false };
+    let atom = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) || !c.is_ascii();
+    let local_ok = match local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) {
+        Some(quoted) => {
+            let mut chars = quoted.chars();
+            let mut ok = true;
+            while let Some(c) = chars.next() {
+                ok &= match c {
+                    '\\' => chars.next().is_some_and(|e| !e.is_control()),
+                    '"' => false,
+                    c => !c.is_control(),
+                };
+            }
+            ok
+        }
+        None => !local.is_empty() && local.chars().all(atom),
+    };
+    let label = |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || !c.is_ascii());
+    let domain_ok = match domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        Some(literal) => !literal.is_empty() && literal.chars().all(|c| c.is_ascii_graphic() && !"[]\\".contains(c)),
+        None => domain.strip_suffix('.').unwrap_or(domain).split('.').all(label),
+    };
+    local_ok && domain_ok
+}
+
 /// A file carried by a message.
 #[derive(Debug, Clone)]
 pub struct Attachment {
@@ -112,12 +144,13 @@ impl Inbound {
             .map(|(_, v)| v.as_str())
     }
 
-    /// The address the message is attributed to: From, else Sender, else Reply-To.
+    /// The address the message is attributed to: From, else Sender, else Reply-To — the first
+    /// of them that is a mailbox address (a broken From is passed over like a missing one).
     pub fn author(&self) -> Option<&Address> {
-        self.from
-            .as_ref()
-            .or(self.sender.as_ref())
-            .or(self.reply_to.as_ref())
+        [&self.from, &self.sender, &self.reply_to]
+            .into_iter()
+            .flatten()
+            .find(|a| is_mailbox_address(&a.email))
     }
 
     /// The key that makes processing idempotent: the Message-ID, or a content hash without one.
@@ -851,4 +884,46 @@ pub struct NoticeReport {
     /// Why it was not queued (rate limit), when it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dropped: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_mailbox_address;
+
+    #[test]
+    fn mailbox_addresses_are_told_from_what_broken_headers_leave() {
+        for ok in [
+            "alice@example.com",
+            "Alice.Smith+tickets@Mail.Example.COM",
+            "o'brien@example.ie",
+            "first..last.@docomo.ne.jp",
+            "\"john doe\"@example.com",
+            "\"a\\\"b\"@example.com",
+            "user@[192.0.2.1]",
+            "user@example.com.",
+            "jörg@bücher.example",
+            "x_y@mail_host.example",
+        ] {
+            assert!(is_mailbox_address(ok), "{ok} is a mailbox");
+        }
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "Test test@example.com",
+            "power quadrant system@example.com",
+            "\"Millions Lottery\"@example.com>",
+            "<alice@example.com>",
+            "alice@example..com",
+            "alice@exa mple.com",
+            "a,b@example.com",
+            "\"open@example.com",
+            "\"a\"b\"@example.com",
+            "alice@[]",
+            "tab\there@example.com",
+        ] {
+            assert!(!is_mailbox_address(bad), "{bad:?} is no mailbox");
+        }
+    }
 }

@@ -138,7 +138,7 @@ pub fn keys(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot, analysi
     let cc: Vec<String> = analysis
         .cc
         .iter()
-        .filter(|a| snapshot.mailbox_for(a).is_none() && Some(a.as_str()) != sender_lower.as_deref())
+        .filter(|a| snapshot.mailbox_for(a).is_none() && Some(a.as_str()) != sender_lower.as_deref() && crate::model::is_mailbox_address(a))
         .take(50)
         .cloned()
         .collect();
@@ -159,12 +159,13 @@ pub fn keys(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot, analysi
     }
 }
 
-/// The address a message is attributed to: From, Sender, Reply-To, else the envelope sender.
+/// The address a message is attributed to: From, Sender, Reply-To, else the envelope sender —
+/// the first that is a mailbox address.
 pub fn sender_address(inbound: &Inbound, envelope: &Envelope) -> Option<String> {
     inbound
         .author()
         .map(|a| a.email.clone())
-        .or_else(|| (!envelope.sender.is_empty()).then(|| envelope.sender.clone()))
+        .or_else(|| crate::model::is_mailbox_address(&envelope.sender).then(|| envelope.sender.clone()))
 }
 
 /// Longest title kept (as Autotask: 255); the full subject stays in the stored message.

@@ -136,8 +136,7 @@ fn parse_address(value: &str) -> Option<Address> {
         .as_str()
         .trim_matches(|c| matches!(c, '*' | '\'' | '`'))
         .trim_end_matches('.');
-    let (local, domain) = email.split_once('@')?;
-    if local.is_empty() || domain.is_empty() || domain.starts_with('.') {
+    if !crate::model::is_mailbox_address(email) {
         return None;
     }
     // What stands before the address, without the `<`, `[`, `mailto:` that open it (html2text

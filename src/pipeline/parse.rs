@@ -97,6 +97,9 @@ fn parse_message(raw: &[u8]) -> Inbound {
             .problems
             .push(format!("only the first {MAX_HEADERS} header fields were kept"));
     }
+    if let Some(from) = inbound.from.as_ref().filter(|a| !crate::model::is_mailbox_address(&a.email)) {
+        inbound.problems.push(format!("the From address {:?} is not a mailbox address", truncate_chars(&from.email, 200)));
+    }
     if inbound.author().is_none() {
         inbound.problems.push("no usable From address".into());
     }
