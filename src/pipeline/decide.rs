@@ -743,8 +743,8 @@ impl<'a> Decision<'a> {
             self.trace(d.clone());
             self.plan.system_notes.push(d.clone());
         }
-        if !c.dropped.is_empty() {
-            self.remarks.push(format!("{} attachment(s) left out (see the note on the object)", c.dropped.len()));
+        if c.left_out > 0 {
+            self.remarks.push(format!("{} attachment(s) left out (see the note on the object)", c.left_out));
         }
         c
     }
