@@ -42,14 +42,83 @@ fn plain_text(raw: &[u8], problem: &str) -> Inbound {
 /// mail-parser's reading of `raw`, with the MIME structure mended first where mail clients read
 /// it otherwise than mail-parser does (see `needed_mend`): the message, and what was mended.
 /// `mended` keeps the mended bytes that the message then borrows.
-pub(crate) fn parse_mime<'a>(raw: &'a [u8], mended: &'a mut Option<Vec<u8>>) -> (Option<Message<'a>>, Vec<&'static str>) {
-    let parsed = MessageParser::default().parse(raw);
-    match parsed.as_ref().and_then(needed_mend) {
+pub(crate) fn parse_mime<'a>(raw: &'a [u8], mended: &'a mut Option<Vec<u8>>) -> (Option<Parsed<'a>>, Vec<&'static str>) {
+    let (raw, mut why) = match part_lines_cut(raw) {
+        Some(cut) => (&raw[..cut], vec!["the message has more than 10,000 MIME part delimiters and Content-Type fields; only the parts before them were read, the original message is kept"]),
+        None => (raw, Vec::new()),
+    };
+    let parsed = Parsed::of(raw);
+    match parsed.as_deref().and_then(needed_mend) {
         Some(first) => {
-            let (bytes, why) = mend(raw, first);
-            (MessageParser::default().parse(mended.insert(bytes)), why)
+            let (bytes, mends) = mend(raw, first);
+            why.extend(mends);
+            (Parsed::of(mended.insert(bytes)), why)
         }
-        None => (parsed, Vec::new()),
+        None => (parsed, why),
+    }
+}
+
+/// Lines that may open a MIME part — starting with `--` (a delimiter) or a `Content-Type:`
+/// field (an attached message nests one more level with each) — read at most from one
+/// message. mail-parser keeps a few hundred bytes per part: a message of tiny parts took 23
+/// times its size in memory, one of messages attached to messages 35 times. Help-desk mail
+/// comes nowhere near; a flood of parts is cut here.
+const MAX_PART_LINES: usize = 10_000;
+
+/// Where `raw` is cut when it has more than `MAX_PART_LINES` lines that may open a part: at the
+/// start of the first line over the limit.
+fn part_lines_cut(raw: &[u8]) -> Option<usize> {
+    let mut seen = 0;
+    for nl in memchr::memchr_iter(b'\n', raw) {
+        let line = &raw[nl + 1..];
+        let opens = line.starts_with(b"--") || line.get(..13).is_some_and(|l| l.eq_ignore_ascii_case(b"content-type:"));
+        if opens {
+            seen += 1;
+            if seen > MAX_PART_LINES {
+                return Some(nl + 1);
+            }
+        }
+    }
+    None
+}
+
+/// A message as mail-parser reads it, dropped level by level. mail-parser keeps an attached
+/// message (message/rfc822) inside the part carrying it, and dropping a message attached to a
+/// message attached to … takes a stack frame per level: a few megabytes of such nesting
+/// overflowed the stack of the thread parsing it, and took the daemon down.
+pub(crate) struct Parsed<'x>(Message<'x>);
+
+impl<'x> Parsed<'x> {
+    fn of(raw: &'x [u8]) -> Option<Parsed<'x>> {
+        MessageParser::default().parse(raw).map(Parsed)
+    }
+}
+
+impl<'x> std::ops::Deref for Parsed<'x> {
+    type Target = Message<'x>;
+    fn deref(&self) -> &Message<'x> {
+        &self.0
+    }
+}
+
+impl Drop for Parsed<'_> {
+    fn drop(&mut self) {
+        // Each attached message is taken out of its part before its carrier is dropped, so that
+        // no drop goes deeper than one level.
+        fn take<'x>(m: &mut Message<'x>, into: &mut Vec<Message<'x>>) {
+            for part in &mut m.parts {
+                if matches!(part.body, PartType::Message(_)) {
+                    if let PartType::Message(inner) = std::mem::replace(&mut part.body, PartType::Binary(Default::default())) {
+                        into.push(inner);
+                    }
+                }
+            }
+        }
+        let mut attached = Vec::new();
+        take(&mut self.0, &mut attached);
+        while let Some(mut m) = attached.pop() {
+            take(&mut m, &mut attached);
+        }
     }
 }
 
@@ -133,28 +202,30 @@ fn needed_mend(msg: &Message<'_>) -> Option<Mend> {
 /// the rest of the message undecoded and the parts after it would be lost.
 ///
 /// Such a part ends where the multipart holding it ends (a closed one ends before its parent's
-/// closing delimiter); only those are searched.
+/// closing delimiter); only those are searched — in the message and in the messages attached
+/// to it (message/rfc822), whose open multipart would otherwise swallow the rest of the
+/// message around them.
 fn unclosed_multipart(msg: &Message<'_>) -> Option<Mend> {
-    let parts = &msg.parts;
+    let raw = msg.raw_message();
+    let (parts, parent) = part_tree(msg);
     // A part inside a multipart inside a multipart, at least.
     if parts.len() < 3 {
         return None;
     }
-    let raw = msg.raw_message();
-    let boundary = |id: usize| parts[id].content_type().and_then(|c| c.attribute("boundary"));
-    let mut parent: Vec<Option<usize>> = vec![None; parts.len()];
-    for (id, part) in parts.iter().enumerate() {
-        if let PartType::Multipart(children) = &part.body {
-            // A child id that does not lead deeper (a malformed tree) is left out.
-            for child in children.iter().map(|&c| c as usize).filter(|&c| c > id && c < parts.len()) {
-                parent[child] = Some(id);
-            }
-        }
-    }
+    // Each multipart's boundary, found once (the walks below pass the same ancestors).
+    let boundaries: Vec<Option<&str>> = parts
+        .iter()
+        .map(|p| match p.body {
+            PartType::Multipart(_) => p.content_type().and_then(|c| c.attribute("boundary")),
+            _ => None,
+        })
+        .collect();
+    let boundary = |id: usize| boundaries[id];
     let mut found: Option<Mend> = None;
     for (id, part) in parts.iter().enumerate() {
         let Some(own) = parent[id] else { continue };
-        if matches!(part.body, PartType::Multipart(_)) || parent[own].is_none() || part.offset_end < parts[own].offset_end {
+        // Leaves only: an attached message's parts are in the tree themselves.
+        if matches!(part.body, PartType::Multipart(_) | PartType::Message(_)) || parent[own].is_none() || part.offset_end < parts[own].offset_end {
             continue;
         }
         let body = raw.get(part.offset_body as usize..part.offset_end as usize).unwrap_or_default();
@@ -193,6 +264,36 @@ fn unclosed_multipart(msg: &Message<'_>) -> Option<Mend> {
         });
     }
     found
+}
+
+/// Every part of `msg` and of the messages attached to it unencoded (their offsets are into
+/// the same bytes; an attached message that had to be decoded first is left out), each with the
+/// index of the part holding it: a multipart's children, an attached message's root part under
+/// the message/rfc822 part carrying it. A child id that does not lead deeper (a malformed tree)
+/// is left without parent.
+fn part_tree<'m, 'x>(msg: &'m Message<'x>) -> (Vec<&'m MessagePart<'x>>, Vec<Option<usize>>) {
+    let raw: &[u8] = &msg.raw_message;
+    let mut parts: Vec<&'m MessagePart<'x>> = Vec::new();
+    let mut parent: Vec<Option<usize>> = Vec::new();
+    // Messages still to add, with the part carrying them (a stack: no recursion however deep).
+    let mut pending: Vec<(&'m Message<'x>, Option<usize>)> = vec![(msg, None)];
+    while let Some((m, carrier)) = pending.pop() {
+        let base = parts.len();
+        parts.extend(m.parts.iter());
+        parent.extend((0..m.parts.len()).map(|id| if id == 0 { carrier } else { None }));
+        for (id, part) in m.parts.iter().enumerate() {
+            match &part.body {
+                PartType::Multipart(children) => {
+                    for child in children.iter().map(|&c| c as usize).filter(|&c| c > id && c < m.parts.len()) {
+                        parent[base + child] = Some(base + id);
+                    }
+                }
+                PartType::Message(inner) if std::ptr::eq(&*inner.raw_message, raw) => pending.push((inner, Some(base + id))),
+                _ => {}
+            }
+        }
+    }
+    (parts, parent)
 }
 
 /// Where a line `--BOUNDARY` (a delimiter, or the closing one) starts in `body`.
@@ -276,7 +377,7 @@ fn mend(raw: &[u8], first: Mend) -> (Vec<u8>, Vec<&'static str>) {
         }
         mended.splice(m.at..m.at, m.insert);
         if n < MAX_MENDS {
-            next = MessageParser::default().parse(&mended).as_ref().and_then(needed_mend);
+            next = Parsed::of(&mended).as_deref().and_then(needed_mend);
         }
     }
     (mended, why)
@@ -1131,6 +1232,78 @@ mod mend_tests {
         let names: Vec<&str> = m.attachments.iter().map(|a| a.filename.as_str()).collect();
         assert_eq!(names, ["after.txt"]);
         assert!(m.problems.iter().any(|p| p.contains("not closed")), "{:?}", m.problems);
+    }
+
+    /// A forward as attachment: the attached message's alternative is never closed, and the
+    /// next part of the forward follows it.
+    const FORWARD: &str = "From: alice@example.com\r\nSubject: fwd\r\nContent-Type: multipart/mixed; boundary=\"OUTER\"\r\n\r\n--OUTER\r\nContent-Type: text/plain\r\n\r\nSee the attached mail.\r\n--OUTER\r\nContent-Type: message/rfc822\r\n\r\nFrom: bob@example.com\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=\"INNER\"\r\n\r\n--INNER\r\nContent-Type: text/plain\r\n\r\ninner text\r\n--INNER\r\nContent-Type: text/html\r\n\r\n<p>inner html</p>\r\n--OUTER\r\nContent-Type: application/pdf; name=\"report.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--OUTER--\r\n";
+
+    #[test]
+    fn an_attached_message_left_open_ends_at_the_next_part_around_it() {
+        let m = parse(FORWARD.as_bytes());
+        assert_eq!(m.text, "See the attached mail.");
+        let files: Vec<(&str, &[u8])> = m.attachments.iter().map(|a| (a.filename.as_str(), a.data.as_slice())).collect();
+        assert_eq!(files.len(), 2, "{:?}", m.attachments.iter().map(|a| &a.filename).collect::<Vec<_>>());
+        assert_eq!(files[0].0, "inner.eml");
+        assert_eq!(files[1], ("report.pdf", b"%PDF-1.4\n".as_slice()));
+        // The attached message is whole, its alternative closed where the forward's part ends.
+        let inner = MessageParser::default().parse(files[0].1).unwrap();
+        assert_eq!(inner.body_text(0).as_deref().map(str::trim), Some("inner text"));
+        assert_eq!(inner.body_html(0).as_deref().map(str::trim), Some("<p>inner html</p>"));
+        assert!(!String::from_utf8_lossy(files[0].1).contains("OUTER"));
+        assert!(m.problems.iter().any(|p| p.contains("not closed")), "{:?}", m.problems);
+        // The same with LF line ends.
+        let lf = parse(FORWARD.replace("\r\n", "\n").as_bytes());
+        assert_eq!(lf.attachments.iter().map(|a| a.filename.as_str()).collect::<Vec<_>>(), ["inner.eml", "report.pdf"]);
+    }
+
+    #[test]
+    fn attached_messages_nested_deep_are_walked_without_recursion() {
+        // Five hundred messages, each attached to the one before; the innermost holds a
+        // multipart left open, then every level closes.
+        let mut raw = String::new();
+        for i in 0..500 {
+            raw.push_str(&format!("From: a@b.example\r\nSubject: level {i}\r\nContent-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\nContent-Type: message/rfc822\r\n\r\n"));
+        }
+        raw.push_str("From: a@b.example\r\nContent-Type: multipart/alternative; boundary=\"open\"\r\n\r\n--open\r\nContent-Type: text/plain\r\n\r\ninnermost\r\n");
+        for i in (0..500).rev() {
+            raw.push_str(&format!("--b{i}--\r\n"));
+        }
+        let msg = MessageParser::default().parse(raw.as_bytes()).unwrap();
+        let (parts, parent) = part_tree(&msg);
+        assert_eq!(parts.len(), parent.len());
+        assert!(parts.len() > 500, "{}", parts.len());
+        let m = parse(raw.as_bytes());
+        assert_eq!(m.attachments.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod flood_tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_parts_is_read_up_to_the_limit() {
+        let mut raw = String::from("From: a@b.example\r\nSubject: flood\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nthe text\r\n");
+        for i in 0..12_000 {
+            raw.push_str(&format!("--b\r\nContent-Type: application/octet-stream; name=\"f{i}.bin\"\r\n\r\nx\r\n"));
+        }
+        raw.push_str("--b--\r\n");
+        assert!(part_lines_cut(raw.as_bytes()).is_some());
+        let m = parse(raw.as_bytes());
+        assert_eq!((m.subject.as_str(), m.text.as_str()), ("flood", "the text"));
+        // 10,000 lines that may open a part read: the message's Content-Type, the text part's
+        // two, then a delimiter and a Content-Type per file — 4,998 files and a half.
+        assert_eq!(m.attachments.len(), 4_998);
+        assert!(m.problems.iter().any(|p| p.contains("more than 10,000 MIME part")), "{:?}", m.problems);
+        // The content hash is the whole message's.
+        assert_eq!(m.content_hash, content_hash(raw.as_bytes()));
+        // Below the limit nothing is cut.
+        assert_eq!(part_lines_cut(b"a\n--b\nCONTENT-TYPE: text/plain\n\nx\n--b--\n"), None);
+        // Messages attached to messages, nested deeper than that: cut too.
+        let nested = "From: a@b.example\r\nContent-Type: message/rfc822\r\n\r\n".repeat(20_000);
+        let m = parse(nested.as_bytes());
+        assert!(m.problems.iter().any(|p| p.contains("more than 10,000 MIME part")), "{:?}", m.problems);
     }
 }
 
