@@ -108,3 +108,45 @@ fn pathological_messages_get_an_answer() {
         answer(&db, &engine, &raw, what);
     }
 }
+
+/// Messages built to exhaust the machine, each answered on a thread with a 1 MiB stack (the
+/// daemon parses on threads of 2 MiB): attached messages nested 100,000 deep (the drop of the
+/// parsed tree once took a stack frame per level and aborted the process), a flood of
+/// 300,000 tiny parts, 20,000 inline images.
+#[test]
+fn floods_and_deep_nesting_are_answered_on_a_small_stack() {
+    let db = TestDb::directory();
+    let engine = std::sync::Arc::new(db.engine());
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut nested = "From: a@example.com\r\nContent-Type: message/rfc822\r\n\r\n".repeat(100_000);
+    nested.push_str("From: a@example.com\r\nSubject: innermost\r\n\r\nhi\r\n");
+    cases.push(("100,000 nested messages", nested.into_bytes()));
+    let mut flood = String::from("From: a@example.com\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n");
+    flood.push_str(&"--b\r\n\r\nx\r\n".repeat(300_000));
+    flood.push_str("--b--\r\n");
+    cases.push(("300,000 tiny parts", flood.into_bytes()));
+    let n = 20_000;
+    let mut cid = String::from("From: a@example.com\r\nContent-Type: multipart/related; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n");
+    cid.extend((0..n).map(|i| format!("<img src=\"cid:i{i}@x\">")));
+    cid.push_str("\r\n");
+    cid.extend((0..n).map(|i| format!("--b\r\nContent-Type: image/png\r\nContent-ID: <i{i}@x>\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n")));
+    cid.push_str("--b--\r\n");
+    cases.push(("20,000 inline images", cid.into_bytes()));
+    for (what, mut raw) in cases {
+        // A subject each, or the loop guard would take the third for a loop.
+        raw.splice(0..0, format!("Subject: {what}\r\n").into_bytes());
+        let engine = engine.clone();
+        let out = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let env = envelope("sender@robust.example", &["support@msp.example"]);
+                engine.process(&env, &raw, Options::default()).map(|o| o.into_iter().map(|o| (o.outcome, o.reason)).collect::<Vec<_>>())
+            })
+            .unwrap()
+            .join()
+            .unwrap_or_else(|_| panic!("{what}: the thread failed"))
+            .unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
+        assert_eq!(out.len(), 1, "{what}");
+        assert_eq!(out[0].0, Verdict::Created, "{what}: {out:?}");
+    }
+}

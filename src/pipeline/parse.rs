@@ -1283,6 +1283,24 @@ mod flood_tests {
     use super::*;
 
     #[test]
+    fn a_parsed_message_is_dropped_level_by_level() {
+        // 100,000 attached messages nested, read without the cut, dropped on a 512 KiB stack.
+        let mut raw = "From: a@b.example\r\nContent-Type: message/rfc822\r\n\r\n".repeat(100_000);
+        raw.push_str("From: a@b.example\r\n\r\nhi\r\n");
+        let levels = std::thread::Builder::new()
+            .stack_size(512 << 10)
+            .spawn(move || {
+                let parsed = Parsed::of(raw.as_bytes()).unwrap();
+                let (parts, _) = part_tree(&parsed);
+                parts.len()
+            })
+            .unwrap()
+            .join()
+            .expect("dropped without overflowing the stack");
+        assert!(levels > 100_000, "{levels}");
+    }
+
+    #[test]
     fn a_flood_of_parts_is_read_up_to_the_limit() {
         let mut raw = String::from("From: a@b.example\r\nSubject: flood\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nthe text\r\n");
         for i in 0..12_000 {
