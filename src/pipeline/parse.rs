@@ -68,10 +68,18 @@ const MAX_PART_LINES: usize = 10_000;
 /// Where `raw` is cut when it has more than `MAX_PART_LINES` lines that may open a part: at the
 /// start of the first line over the limit.
 fn part_lines_cut(raw: &[u8]) -> Option<usize> {
+    // Each such line takes three bytes at least ("\n--"): a shorter message has too few.
+    if raw.len() <= 3 * MAX_PART_LINES {
+        return None;
+    }
     let mut seen = 0;
     for nl in memchr::memchr_iter(b'\n', raw) {
         let line = &raw[nl + 1..];
-        let opens = line.starts_with(b"--") || line.get(..13).is_some_and(|l| l.eq_ignore_ascii_case(b"content-type:"));
+        let opens = match line.first() {
+            Some(b'-') => line.get(1) == Some(&b'-'),
+            Some(b'c' | b'C') => line.get(..13).is_some_and(|l| l.eq_ignore_ascii_case(b"content-type:")),
+            _ => false,
+        };
         if opens {
             seen += 1;
             if seen > MAX_PART_LINES {
