@@ -104,6 +104,8 @@ fn pathological_messages_get_an_answer() {
     cases.push(("deeply nested HTML", html.into_bytes()));
     cases.push(("bad charset and encoding", b"From: a@example.com\r\nSubject: =?x-unknown?B?!!!?=\r\nContent-Type: text/plain; charset=x-nonsense\r\nContent-Transfer-Encoding: base64\r\n\r\n@@@not base64@@@\r\n".to_vec()));
     cases.push(("boundary never closed", b"From: a@example.com\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n--zz\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\n\r\n%PDF".to_vec()));
+    let numbers: String = (0..40_000).map(|i| format!("T202611{:02}.{:04} ", 1 + i / 10_000, i % 10_000)).collect();
+    cases.push(("a subject of 40,000 ticket numbers", format!("From: a@example.com\r\nSubject: {numbers}\r\n\r\nbody\r\n").into_bytes()));
     for (what, raw) in cases {
         answer(&db, &engine, &raw, what);
     }

@@ -47,13 +47,19 @@ pub fn format_ticket_number(day: &str, seq: i64) -> String {
     format_number(NumberKind::Ticket, day, seq)
 }
 
-/// Every plausible object number in a text, upper-cased, in order, without repeats.
+/// Most numbers taken from one text: each is looked up, and a subject naming more is no reply
+/// to one object (a subject of 40,000 numbers once exceeded SQLite's bound parameters, and the
+/// message was deferred on every retry).
+pub const MAX_NUMBERS: usize = 20;
+
+/// Every plausible object number in a text, upper-cased, in order, without repeats — the first
+/// `MAX_NUMBERS` of them.
 /// Prefixes (`Re:`, `AW:`, `[…]`, `(…)`) need no special handling: the number may stand anywhere.
 pub fn numbers(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut start = 0;
     // Matches may share the separator character, so search again from the end of each number.
-    while let Some(caps) = NUMBER.captures_at(text, start) {
+    while let Some(caps) = NUMBER.captures_at(text, start).filter(|_| out.len() < MAX_NUMBERS) {
         let seq = caps.get(5).expect("group");
         let (y, m, d) = (&caps[2], &caps[3], &caps[4]);
         let month: u32 = m.parse().unwrap_or(0);
@@ -164,5 +170,13 @@ mod tests {
         assert_eq!(subject_key("Server down"), subject_key("server down "));
         assert_ne!(subject_key("Server down"), subject_key("Server up"));
         assert_eq!(subject_key(""), "");
+    }
+
+    #[test]
+    fn a_subject_full_of_numbers_yields_the_first_few() {
+        let subject: String = (1..=5000).map(|i| format!("T20261120.{i:04} ")).collect();
+        let found = numbers(&subject);
+        assert_eq!(found.len(), MAX_NUMBERS);
+        assert_eq!((found[0].as_str(), found[MAX_NUMBERS - 1].as_str()), ("T20261120.0001", "T20261120.0020"));
     }
 }
