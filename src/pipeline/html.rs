@@ -5,12 +5,18 @@
 const MAX_RENDER_BYTES: usize = 2 * 1024 * 1024;
 /// Nesting deeper than this is not rendered (the renderer recurses per element).
 const MAX_NESTING: usize = 400;
+/// HTML with more elements than this is not rendered: the renderer's table layout keeps about
+/// 2 KB per cell (a 2 MB table of 200,000 tiny cells took 465 MB).
+const MAX_ELEMENTS: usize = 20_000;
 /// Wrapping width; wide enough that paragraphs stay one line each.
 const WIDTH: usize = 2000;
 
 /// Render HTML as text.
 pub fn to_text(html: &str) -> String {
-    if html.len() > MAX_RENDER_BYTES || nesting_depth(html) > MAX_NESTING {
+    if html.len() > MAX_RENDER_BYTES || {
+        let (depth, elements) = nesting_depth(html);
+        depth > MAX_NESTING || elements > MAX_ELEMENTS
+    } {
         return strip_tags(html);
     }
     let rendered = html2text::config::plain_no_decorate()
@@ -45,39 +51,45 @@ fn tidy(text: &str) -> String {
     out.trim_matches('\n').to_string()
 }
 
-/// A cheap upper bound of the element nesting depth: opening minus closing tags, at most.
-fn nesting_depth(html: &str) -> usize {
+/// A cheap upper bound of the element nesting depth (opening minus closing tags, at most), and
+/// the number of opening tags.
+fn nesting_depth(html: &str) -> (usize, usize) {
     let bytes = html.as_bytes();
     let mut depth: isize = 0;
     let mut max: isize = 0;
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        if bytes[i] == b'<' {
-            let next = bytes[i + 1];
-            if next == b'/' {
-                depth -= 1;
-            } else if next.is_ascii_alphabetic() {
+    let mut opened = 0;
+    for i in memchr::memchr_iter(b'<', bytes) {
+        match bytes.get(i + 1) {
+            Some(b'/') => depth -= 1,
+            Some(next) if next.is_ascii_alphabetic() => {
                 depth += 1;
+                opened += 1;
                 max = max.max(depth);
             }
+            _ => {}
         }
-        i += 1;
     }
-    max.max(0) as usize
+    (max.max(0) as usize, opened)
 }
 
 /// Last resort: drop tags, script and style; decode the common entities; keep line structure.
 pub fn strip_tags(html: &str) -> String {
     let mut out = String::with_capacity(html.len() / 2);
     let mut rest = html;
+    // A closing tag not found once is not found further on either: not searched for again.
+    let (mut no_script_end, mut no_style_end) = (false, false);
     while let Some(lt) = rest.find('<') {
         out.push_str(&rest[..lt]);
         rest = &rest[lt..];
-        let lower: String = rest.chars().take(8).collect::<String>().to_ascii_lowercase();
-        let skip_to = if lower.starts_with("<script") {
-            find_ci(rest, "</script>").map(|p| p + 9)
-        } else if lower.starts_with("<style") {
-            find_ci(rest, "</style>").map(|p| p + 8)
+        let opens = |tag: &[u8]| rest.as_bytes().get(..tag.len()).is_some_and(|b| b.eq_ignore_ascii_case(tag));
+        let skip_to = if opens(b"<script") && !no_script_end {
+            let end = find_ci(rest, b"</script>").map(|p| p + 9);
+            no_script_end = end.is_none();
+            end
+        } else if opens(b"<style") && !no_style_end {
+            let end = find_ci(rest, b"</style>").map(|p| p + 8);
+            no_style_end = end.is_none();
+            end
         } else {
             None
         };
@@ -106,8 +118,10 @@ pub fn strip_tags(html: &str) -> String {
     tidy(&decoded.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>().join("\n"))
 }
 
-fn find_ci(hay: &str, needle: &str) -> Option<usize> {
-    hay.to_ascii_lowercase().find(needle)
+/// Where `needle` (a tag, starting with `<`) first stands in `hay`, ASCII case ignored.
+fn find_ci(hay: &str, needle: &[u8]) -> Option<usize> {
+    let bytes = hay.as_bytes();
+    memchr::memchr_iter(b'<', bytes).find(|&at| bytes.get(at..at + needle.len()).is_some_and(|b| b.eq_ignore_ascii_case(needle)))
 }
 
 fn decode_entities(s: &str) -> String {
@@ -149,5 +163,26 @@ mod tests {
     fn strip_tags_drops_script_and_style() {
         let t = strip_tags("<style>p{}</style><p>a&amp;b</p><script>x()</script><div>c</div>");
         assert_eq!(t, "a&b\n\nc");
+    }
+
+    #[test]
+    fn html_of_too_many_elements_is_stripped_not_rendered() {
+        let wide = format!("<table><tr>{}</tr></table>", "<td>c</td>".repeat(MAX_ELEMENTS + 1));
+        assert_eq!(nesting_depth(&wide), (3, MAX_ELEMENTS + 3));
+        let t = to_text(&wide);
+        assert_eq!(t.lines().count(), 1, "stripped: the cells stay on one line");
+        assert_eq!(t.split(' ').count(), MAX_ELEMENTS + 1);
+    }
+
+    #[test]
+    fn unclosed_scripts_are_stripped_in_one_pass() {
+        // Each unclosed <script> once searched the rest of the document for its end, lowered
+        // to a new copy: 20,000 of them before 2 MB of text took seconds.
+        let html = format!("<p>kept</p>{}<SCRIPT>tail {}<Style>p {{}}</sTyLe>after", "<script>x".repeat(20_000), "y".repeat(2 * 1024 * 1024));
+        let t = strip_tags(&html);
+        assert!(t.starts_with("kept\nxxx"), "{}", &t[..40]);
+        assert!(t.ends_with("yyy after") || t.ends_with("yyyafter"), "{}", &t[t.len() - 40..]);
+        assert!(!t.contains("p {}"), "a closed style is still dropped");
+        assert_eq!(find_ci("a <P> <sTyLe>", b"<style"), Some(6));
     }
 }
