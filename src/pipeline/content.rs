@@ -73,12 +73,15 @@ pub fn select(inbound: &Inbound, limits: Limits) -> Content {
     for att in &inbound.attachments {
         let size = att.data.len() as u64;
         // A small inline image that the HTML shows: keep it there, not as a file.
-        if let Some(cid) = att.content_id.as_deref() {
-            if att.content_type.starts_with("image/") && size <= limits.inline_max && referenced.contains(cid) && !inline.contains_key(cid) {
-                inline.insert(cid, format!("data:{};base64,{}", att.content_type, base64(&att.data)));
-                content.inlined += 1;
-                continue;
-            }
+        if let Some(cid) = att.content_id.as_deref()
+            && att.content_type.starts_with("image/")
+            && size <= limits.inline_max
+            && referenced.contains(cid)
+            && !inline.contains_key(cid)
+        {
+            inline.insert(cid, format!("data:{};base64,{}", att.content_type, base64(&att.data)));
+            content.inlined += 1;
+            continue;
         }
         let why = if size > limits.max_file {
             Some(format!("it is larger than this mailbox's limit of {} per file", size_text(limits.max_file)))

@@ -115,10 +115,10 @@ impl Drop for Parsed<'_> {
         // no drop goes deeper than one level.
         fn take<'x>(m: &mut Message<'x>, into: &mut Vec<Message<'x>>) {
             for part in &mut m.parts {
-                if matches!(part.body, PartType::Message(_)) {
-                    if let PartType::Message(inner) = std::mem::replace(&mut part.body, PartType::Binary(Default::default())) {
-                        into.push(inner);
-                    }
+                if matches!(part.body, PartType::Message(_))
+                    && let PartType::Message(inner) = std::mem::replace(&mut part.body, PartType::Binary(Default::default()))
+                {
+                    into.push(inner);
                 }
             }
         }
