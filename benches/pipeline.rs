@@ -44,7 +44,7 @@ impl Inputs {
         let mailbox = snapshot.mailbox_for(common::MAILBOX).expect("the benchmark mailbox");
         let analysis = pipeline::analyse(inbound, b"", &self.envelope, snapshot);
         let rules = snapshot.rules.evaluate(mailbox.id, inbound, &snapshot.refs);
-        let keys = pipeline::keys(inbound, &self.envelope, snapshot, &analysis, &rules);
+        let keys = pipeline::keys(inbound, snapshot, &analysis, &rules);
         pipeline::decide(&pipeline::Input {
             inbound,
             envelope: &self.envelope,

@@ -258,7 +258,7 @@ pub fn parse_decide(d: &Decider, raw: &[u8]) {
         for rcpt in [SUPPORT, ALERTS, NOFALLBACK] {
             let mailbox = snapshot.mailbox_for(rcpt).expect("a mailbox of the fuzz configuration");
             let rules = snapshot.rules.evaluate(mailbox.id, &inbound, &snapshot.refs);
-            let keys = pipeline::keys(&inbound, envelope, snapshot, &analysis, &rules);
+            let keys = pipeline::keys(&inbound, snapshot, &analysis, &rules);
             let facts = facts(kind, &keys);
             let plan = pipeline::decide(&pipeline::Input {
                 inbound: &inbound,

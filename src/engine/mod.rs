@@ -121,7 +121,7 @@ impl Engine {
             .iter()
             .map(|(_, mailbox)| {
                 let rules = snapshot.rules.evaluate(mailbox.id, &inbound, &snapshot.refs);
-                let keys = pipeline::keys(&inbound, &envelope, &snapshot, &analysis, &rules);
+                let keys = pipeline::keys(&inbound, &snapshot, &analysis, &rules);
                 (rules, keys)
             })
             .collect();

@@ -46,6 +46,8 @@ pub struct Analysis {
     pub text_tags: Vec<crate::model::TagRef>,
     /// The title a new ticket made from this message gets ([`ticket_title`]).
     pub title: String,
+    /// The address the message is attributed to ([`sender_address`]).
+    pub sender: Option<String>,
 }
 
 /// A customer's mail forwarded by staff with the forward marker.
@@ -92,6 +94,7 @@ pub fn analyse(inbound: &Inbound, raw: &[u8], envelope: &Envelope, snapshot: &Sn
     Analysis {
         title,
         text_tags,
+        sender,
         indicators: indicators::find(&text),
         alert,
         text,
@@ -116,8 +119,8 @@ pub fn analyse(inbound: &Inbound, raw: &[u8], envelope: &Envelope, snapshot: &Sn
 }
 
 /// The lookups a message needs for one mailbox (after its parsing rules).
-pub fn keys(inbound: &Inbound, envelope: &Envelope, snapshot: &Snapshot, analysis: &Analysis, rules: &RuleResult) -> LookupKeys {
-    let sender = sender_address(inbound, envelope);
+pub fn keys(inbound: &Inbound, snapshot: &Snapshot, analysis: &Analysis, rules: &RuleResult) -> LookupKeys {
+    let sender = analysis.sender.clone();
     let sender_domain = sender.as_deref().and_then(crate::model::domain_of);
     let company_domain = sender_domain.clone().filter(|d| !snapshot.is_public_domain(d));
     let mut referenced_ids: Vec<String> = inbound.in_reply_to.clone();

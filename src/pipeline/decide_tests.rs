@@ -309,7 +309,7 @@ impl Case {
         let snapshot = self.snapshot();
         let analysis = analyse(&self.inbound, b"", &self.envelope, &snapshot);
         let rules = self.rule_result(&snapshot);
-        keys(&self.inbound, &self.envelope, &snapshot, &analysis, &rules)
+        keys(&self.inbound, &snapshot, &analysis, &rules)
     }
 
     /// Decide, as the engine does. Every plan must explain itself.
@@ -323,7 +323,7 @@ impl Case {
         let mut analysis = analyse(&self.inbound, b"", &self.envelope, &snapshot);
         tweak(&mut analysis);
         let rules = self.rule_result(&snapshot);
-        let keys = keys(&self.inbound, &self.envelope, &snapshot, &analysis, &rules);
+        let keys = keys(&self.inbound, &snapshot, &analysis, &rules);
         let plan = decide(&Input {
             inbound: &self.inbound,
             envelope: &self.envelope,
@@ -2215,7 +2215,7 @@ fn a_bounce_threads_to_the_ticket_of_the_notification_it_returns() {
         ..auto::Bounce::default()
     });
     let rules = c.rule_result(&snapshot);
-    let k = keys(&c.inbound, &c.envelope, &snapshot, &analysis, &rules);
+    let k = keys(&c.inbound, &snapshot, &analysis, &rules);
     assert_eq!(k.referenced_ids.first().map(String::as_str), Some("tm.T20240101.0001.00aa@msp.example"));
     // With the ticket found, the bounce is an internal note on it.
     let p = c.threads_to(acme_ticket()).run();

@@ -13,10 +13,8 @@ const WIDTH: usize = 2000;
 
 /// Render HTML as text.
 pub fn to_text(html: &str) -> String {
-    if html.len() > MAX_RENDER_BYTES || {
-        let (depth, elements) = nesting_depth(html);
-        depth > MAX_NESTING || elements > MAX_ELEMENTS
-    } {
+    let (depth, elements) = tag_counts(html);
+    if html.len() > MAX_RENDER_BYTES || depth > MAX_NESTING || elements > MAX_ELEMENTS {
         return strip_tags(html);
     }
     let rendered = html2text::config::plain_no_decorate()
@@ -53,7 +51,7 @@ fn tidy(text: &str) -> String {
 
 /// A cheap upper bound of the element nesting depth (opening minus closing tags, at most), and
 /// the number of opening tags.
-fn nesting_depth(html: &str) -> (usize, usize) {
+fn tag_counts(html: &str) -> (usize, usize) {
     let bytes = html.as_bytes();
     let mut depth: isize = 0;
     let mut max: isize = 0;
@@ -76,23 +74,22 @@ fn nesting_depth(html: &str) -> (usize, usize) {
 pub fn strip_tags(html: &str) -> String {
     let mut out = String::with_capacity(html.len() / 2);
     let mut rest = html;
-    // A closing tag not found once is not found further on either: not searched for again.
-    let (mut no_script_end, mut no_style_end) = (false, false);
+    // Elements dropped with their content. A closing tag not found once is not found further
+    // on either: it is not searched for again.
+    let dropped: [(&[u8], &[u8]); 2] = [(b"<script", b"</script>"), (b"<style", b"</style>")];
+    let mut no_end = [false; 2];
     while let Some(lt) = rest.find('<') {
         out.push_str(&rest[..lt]);
         rest = &rest[lt..];
-        let opens = |tag: &[u8]| rest.as_bytes().get(..tag.len()).is_some_and(|b| b.eq_ignore_ascii_case(tag));
-        let skip_to = if opens(b"<script") && !no_script_end {
-            let end = find_ci(rest, b"</script>").map(|p| p + 9);
-            no_script_end = end.is_none();
+        let opened = dropped
+            .iter()
+            .position(|(open, _)| rest.as_bytes().get(..open.len()).is_some_and(|b| b.eq_ignore_ascii_case(open)));
+        let skip_to = opened.filter(|&k| !no_end[k]).and_then(|k| {
+            let close = dropped[k].1;
+            let end = find_ci(rest, close).map(|p| p + close.len());
+            no_end[k] = end.is_none();
             end
-        } else if opens(b"<style") && !no_style_end {
-            let end = find_ci(rest, b"</style>").map(|p| p + 8);
-            no_style_end = end.is_none();
-            end
-        } else {
-            None
-        };
+        });
         if let Some(end) = skip_to {
             rest = &rest[end..];
             continue;
@@ -168,7 +165,7 @@ mod tests {
     #[test]
     fn html_of_too_many_elements_is_stripped_not_rendered() {
         let wide = format!("<table><tr>{}</tr></table>", "<td>c</td>".repeat(MAX_ELEMENTS + 1));
-        assert_eq!(nesting_depth(&wide), (3, MAX_ELEMENTS + 3));
+        assert_eq!(tag_counts(&wide), (3, MAX_ELEMENTS + 3));
         let t = to_text(&wide);
         assert_eq!(t.lines().count(), 1, "stripped: the cells stay on one line");
         assert_eq!(t.split(' ').count(), MAX_ELEMENTS + 1);
